@@ -1,0 +1,257 @@
+//! wsrelay: a WebSocket gateway sidecar for Eureka-based platforms (Zowe API Mediation Layer).
+//!
+//! It reads a Eureka registry (HTTP or a file), builds WebSocket routes from instance metadata
+//! (`apiml.routes.<name>.gatewayUrl` / `serviceUrl`), terminates TLS, and relays each client
+//! session to a live service instance. This crate is the library the `wsrelay` binary wires
+//! up; tests drive the real agent in-process through [`start`].
+//!
+//! Module map (data flows top to bottom): [`config`] → [`registry`] (model, decoders, sources)
+//! → [`routing`] → [`proxy`] (listener, handshake, relay, close) with [`tls`], [`sessions`]
+//! and [`admin`] beside it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod registry;
+pub mod routing;
+pub mod sessions;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use config::{Config, RegistrySource};
+use proxy::handshake::UpstreamSettings;
+use proxy::relay::RelayConfig;
+use proxy::Shared;
+use registry::{eureka::EurekaClient, Publisher, RegistryStatus};
+use routing::RouteTable;
+use sessions::SessionTable;
+
+/// How long a shutdown waits for sessions to finish their close handshakes.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A running agent: its bound address and handles to its state.
+pub struct Agent {
+    /// The address the listener is bound to (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// Shared state: routes, sessions, registry status.
+    pub shared: Arc<Shared>,
+}
+
+impl Agent {
+    /// Number of live sessions.
+    pub fn live_sessions(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// Starts a shutdown: stop accepting, close sessions with 1001 (both legs).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Waits until every connection and session task has ended, at most `grace`.
+    /// Returns false if tasks were still running when `grace` ran out.
+    pub async fn drained(&self, grace: Duration) -> bool {
+        self.shared.tracker.close();
+        tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
+    }
+}
+
+/// Starts the agent: loads TLS material, does a first registry fetch (a failure is logged and
+/// retried every refresh interval), binds the listener and spawns the accept loop and the
+/// registry refresh loop. Everything stops when `shutdown` is cancelled.
+///
+/// # Errors
+/// When the certificate or key cannot be loaded, the upstream CA bundle is bad, or the
+/// listen address cannot be bound. Each error names the file or address.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Agent> {
+    let routes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+    let status = Arc::new(RegistryStatus::default());
+    let publisher = Publisher {
+        routes: Arc::clone(&routes),
+        status: Arc::clone(&status),
+    };
+    let tracker = TaskTracker::new();
+
+    let acceptor = match &config.tls {
+        Some(files) => {
+            let key = tls::load_certified_key(&files.cert, &files.key).context("cannot load the listener certificate")?;
+            let store = Arc::new(tls::CertStore::new(key));
+            let cfg = tls::server_config(store).context("cannot build the TLS configuration")?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+        }
+        None => {
+            tracing::warn!("TLS is disabled (tls.enabled = false): clients connect with ws://, for development only");
+            None
+        }
+    };
+    let client_tls = tls::client_config(config.upstream.ca_file.as_deref()).context("cannot load upstream.ca_file")?;
+
+    // Registry: first load now, then refresh in the background.
+    let interval = config.registry.refresh_interval;
+    match &config.registry.source {
+        RegistrySource::File(path) => {
+            let path = path.clone();
+            let max = config.registry.max_payload_size;
+            registry::file::refresh(&path, max, &publisher).await;
+            let token = shutdown.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    registry::file::refresh(&path, max, &publisher).await;
+                }
+            });
+        }
+        RegistrySource::Eureka(urls) => {
+            let client = EurekaClient::new(urls.clone(), &config.registry, client_tls.clone())
+                .context("cannot build the Eureka HTTP client")?;
+            client.refresh(&publisher).await;
+            let token = shutdown.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        _ = client.refresh(&publisher) => {}
+                    }
+                }
+            });
+        }
+    }
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let ws = proxy::ws_config(config.limits.max_message_size, config.limits.max_frame_size);
+    let shared = Arc::new(Shared {
+        routes,
+        registry: status,
+        sessions: Arc::new(SessionTable::new()),
+        upstream: UpstreamSettings {
+            connect_timeout: config.upstream.connect_timeout,
+            handshake_timeout: config.upstream.handshake_timeout,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(client_tls)),
+            ws_config: ws,
+        },
+        max_attempts: usize::try_from(config.upstream.max_attempts).unwrap_or(3),
+        client_ws: ws,
+        relay: RelayConfig {
+            close_timeout: config.limits.close_timeout,
+        },
+        handshake_timeout: config.limits.handshake_timeout,
+        shutdown,
+        tracker: tracker.clone(),
+        started_at: SystemTime::now(),
+        config_path: config.source.as_ref().map(|p| p.display().to_string()),
+    });
+    tracker.spawn(proxy::listener::serve(listener, acceptor, Arc::clone(&shared)));
+    let scheme = if config.tls.is_some() { "wss" } else { "ws" };
+    tracing::info!(address = %local_addr, scheme, "listening");
+    Ok(Agent { local_addr, shared })
+}
+
+/// Runs the agent until `shutdown` is cancelled, then drains for at most [`SHUTDOWN_GRACE`].
+///
+/// # Errors
+/// As [`start`].
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let agent = start(config, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    tracing::info!(sessions = agent.live_sessions(), "shutting down: closing sessions with 1001");
+    if !agent.drained(SHUTDOWN_GRACE).await {
+        tracing::warn!(sessions = agent.live_sessions(), "shutdown grace period over; dropping what is left");
+    }
+    Ok(())
+}
+
+/// `wsrelay check`: loads the TLS material, fetches the registry once, and renders the route
+/// table as aligned text (service, gateway URL, service URL, instances with scheme, host, port
+/// and status).
+///
+/// # Errors
+/// When the certificate/key/CA files are bad or the registry cannot be fetched or decoded.
+pub async fn check(config: &Config) -> anyhow::Result<String> {
+    if let Some(files) = &config.tls {
+        tls::load_certified_key(&files.cert, &files.key).context("listener certificate")?;
+    }
+    let client_tls = tls::client_config(config.upstream.ca_file.as_deref()).context("upstream.ca_file")?;
+    let (snapshot, source) = match &config.registry.source {
+        RegistrySource::File(path) => (
+            registry::file::load(path, config.registry.max_payload_size).await?,
+            path.display().to_string(),
+        ),
+        RegistrySource::Eureka(urls) => EurekaClient::new(urls.clone(), &config.registry, client_tls)?
+            .fetch()
+            .await
+            .map_err(anyhow::Error::msg)?,
+    };
+    let table = RouteTable::build(&snapshot);
+    Ok(render_routes(&table, &source, &snapshot))
+}
+
+/// Renders a routing table as aligned columns, one line per (route, instance).
+pub fn render_routes(table: &RouteTable, source: &str, snapshot: &registry::Snapshot) -> String {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "SERVICE".into(),
+        "GATEWAY URL".into(),
+        "SERVICE URL".into(),
+        "INSTANCE".into(),
+    ]];
+    for svc in table.services() {
+        for r in &svc.routes {
+            if svc.instances.is_empty() {
+                rows.push([svc.service_id.clone(), r.gateway_url.clone(), r.service_url.clone(), "-".into()]);
+            }
+            for ep in &svc.instances {
+                rows.push([
+                    svc.service_id.clone(),
+                    r.gateway_url.clone(),
+                    r.service_url.clone(),
+                    format!("{}://{}:{} {}", ep.scheme.as_str(), ep.host, ep.port, ep.status),
+                ]);
+            }
+        }
+    }
+    let mut widths = [0usize; 4];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!(
+        "registry: {source}: {} applications, {} instances; {} with WebSocket routes\n",
+        snapshot.applications.len(),
+        snapshot.instance_count(),
+        table.len()
+    );
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (w, cell)) in widths.iter().zip(row.iter()).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! The `wsrelay` command: `run` (default), `check`, `demo`.
+//!
+//! Exit status: 0 on a clean shutdown, 64 (EX_USAGE) for an invalid config, 1 for other
+//! start-up failures.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use wsrelay::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
+
+/// WebSocket gateway sidecar for Eureka-based platforms (Zowe API Mediation Layer).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML).
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "WSRELAY_CONFIG")]
+    config: PathBuf,
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the config, fetch the registry once, print the route table.
+    Check,
+    /// Run on an embedded default: self-signed certificate, bundled registry, echo service.
+    Demo {
+        /// Listener address.
+        #[arg(long, default_value = "127.0.0.1:10010")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+const EX_CONFIG: u8 = 64;
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::builder().parse(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn shutdown_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            #[cfg(unix)]
+            {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            }
+            #[cfg(not(unix))]
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        tracing::info!("signal received: shutting down (a second signal exits at once)");
+        token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = |cfg: LogFormat| match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => cfg,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsrelay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Demo { listen }) = cli.command {
+        init_logging("info", log_format(LogFormat::Text));
+        return rt.block_on(async {
+            let token = CancellationToken::new();
+            shutdown_on_signals(token.clone());
+            match wsrelay::demo::run(listen, token).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("wsrelay demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wsrelay: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    init_logging(&config.log.level, log_format(config.log.format));
+    match cli.command {
+        Some(Command::Check) => rt.block_on(check(config)),
+        _ => rt.block_on(async {
+            let token = CancellationToken::new();
+            shutdown_on_signals(token.clone());
+            match wsrelay::run(config, token).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("wsrelay: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}
+
+async fn check(config: Config) -> ExitCode {
+    match wsrelay::check(&config).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wsrelay check: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

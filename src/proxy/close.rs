@@ -1,0 +1,175 @@
+//! Failures at the edge, in one table: handshake failures → HTTP status + JSON body, and
+//! relay endings → RFC 6455 close code + reason.
+//!
+//! The reference gateway can only close the client socket when routing fails; wsrelay connects
+//! to the service before it answers the client, so a failure is an honest HTTP status with a
+//! small JSON body `{"status":502,"error":"Bad Gateway","message":"..."}`.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::routing::LookupError;
+
+/// Why an upgrade request was not relayed. Each variant maps to exactly one HTTP status
+/// ([`HandshakeError::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// Malformed upgrade request (RFC 6455 §4.2.1): 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not a WebSocket upgrade at all, or an unsupported `Sec-WebSocket-Version`: 426 with
+    /// `Upgrade: websocket` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.2.2, §4.4).
+    #[error("{0}")]
+    UpgradeRequired(String),
+    /// Path rejected (traversal, encoded separators): 400.
+    #[error("path rejected: {0}")]
+    BadPath(&'static str),
+    /// No service/route matches: 404.
+    #[error("no WebSocket route for this path")]
+    NoRoute,
+    /// The service is known but has no UP instance: 503.
+    #[error("service {0} has no UP instance")]
+    NoInstance(String),
+    /// The upstream refused the connection, failed TLS, or broke the handshake: 502.
+    #[error("{0}")]
+    BadGateway(String),
+    /// The upstream answered the upgrade with a non-101 status: 502, status in the message.
+    #[error("service {service} answered the upgrade with HTTP {status}")]
+    UpstreamStatus {
+        /// Service id.
+        service: String,
+        /// The upstream's HTTP status code.
+        status: u16,
+    },
+    /// Connecting to (or handshaking with) the upstream timed out: 504.
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// The agent is shutting down: 503.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl From<LookupError> for HandshakeError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::BadPath(p) => HandshakeError::BadPath(p),
+            LookupError::NoRoute => HandshakeError::NoRoute,
+        }
+    }
+}
+
+impl HandshakeError {
+    /// The HTTP status this failure is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HandshakeError::BadRequest(_) | HandshakeError::BadPath(_) => StatusCode::BAD_REQUEST,
+            HandshakeError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            HandshakeError::NoRoute => StatusCode::NOT_FOUND,
+            HandshakeError::NoInstance(_) | HandshakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HandshakeError::BadGateway(_) | HandshakeError::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
+            HandshakeError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The HTTP response: status, `Content-Type: application/json`, and
+    /// `{"status":N,"error":"Reason Phrase","message":"..."}`.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        json_error(status, &self.to_string(), |h| {
+            if status == StatusCode::UPGRADE_REQUIRED {
+                h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+        })
+    }
+}
+
+/// A JSON error response in the Spring Boot shape `{"status":..,"error":..,"message":..}`.
+pub fn json_error(
+    status: StatusCode,
+    message: &str,
+    extra: impl FnOnce(&mut http::HeaderMap),
+) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "status": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or(""),
+        "message": message,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    extra(h);
+    resp
+}
+
+/// Close reasons are at most 123 bytes (RFC 6455 §5.5: control payload ≤ 125, minus the code).
+pub const MAX_REASON_BYTES: usize = 123;
+
+/// Cuts `reason` to at most 123 bytes on a UTF-8 character boundary.
+pub fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    let mut end = MAX_REASON_BYTES;
+    while end > 0 && !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.get(..end).unwrap_or("")
+}
+
+/// A close frame with `code` and `reason` (cut to 123 bytes).
+pub fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from(truncate_reason(reason)),
+    }
+}
+
+/// Whether a code may be sent on the wire: 1005, 1006 and 1015 are reserved for reporting
+/// (RFC 6455 §7.4.1) and never sent.
+pub fn sendable(code: CloseCode) -> bool {
+    let n = u16::from(code);
+    !matches!(n, 1005 | 1006 | 1015) && code.is_allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_one_status() {
+        assert_eq!(HandshakeError::BadRequest("x".into()).status(), 400);
+        assert_eq!(HandshakeError::BadPath("x").status(), 400);
+        assert_eq!(HandshakeError::NoRoute.status(), 404);
+        assert_eq!(HandshakeError::NoInstance("S".into()).status(), 503);
+        assert_eq!(HandshakeError::BadGateway("x".into()).status(), 502);
+        assert_eq!(HandshakeError::UpstreamStatus { service: "S".into(), status: 403 }.status(), 502);
+        assert_eq!(HandshakeError::GatewayTimeout("x".into()).status(), 504);
+        let r = HandshakeError::UpgradeRequired("x".into()).to_response();
+        assert_eq!(r.status(), 426);
+        assert_eq!(r.headers()["sec-websocket-version"], "13");
+    }
+
+    #[test]
+    fn reasons_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(100); // 200 bytes
+        let t = truncate_reason(&s);
+        assert!(t.len() <= 123 && t.len() >= 122);
+        assert!(s.starts_with(t));
+        assert_eq!(truncate_reason("short"), "short");
+    }
+
+    #[test]
+    fn reserved_codes_are_not_sendable() {
+        assert!(!sendable(CloseCode::Status));
+        assert!(!sendable(CloseCode::Abnormal));
+        assert!(!sendable(CloseCode::Tls));
+        assert!(sendable(CloseCode::Normal));
+        assert!(sendable(CloseCode::from(4000)));
+    }
+}

@@ -1,0 +1,494 @@
+//! The client's upgrade request: validation (RFC 6455 §4.2.1), route resolution, upstream
+//! connect and handshake (before answering the client), and the 101 answer.
+//!
+//! Forwarded to the service: every end-to-end request header (including `Authorization` and
+//! `Cookie`), `Sec-WebSocket-Protocol` as the client offered it, and `X-Forwarded-For`
+//! (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`. Not copied:
+//! hop-by-hop headers (RFC 9110 §7.6.1, plus those named in `Connection`), `Host`,
+//! `Sec-WebSocket-Key/Accept/Version/Extensions` (extensions are not negotiated through the
+//! relay, so permessage-deflate is stripped on both legs).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use super::close::HandshakeError;
+use crate::routing::{Endpoint, Scheme};
+
+/// A WebSocket over an upgraded HTTP/1.1 connection (plain or TLS underneath).
+pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// What was checked and extracted from a valid client upgrade request.
+#[derive(Debug)]
+pub struct ClientUpgrade {
+    /// The client's `Sec-WebSocket-Key` (echoed through `Sec-WebSocket-Accept`).
+    pub key: HeaderValue,
+    /// Subprotocols the client offered, in order (from all `Sec-WebSocket-Protocol` headers).
+    pub protocols: Vec<String>,
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Validates a client's upgrade request (RFC 6455 §4.2.1).
+///
+/// # Errors
+/// [`HandshakeError::UpgradeRequired`] (426) when it is not an upgrade to `websocket` or the
+/// version is not 13; [`HandshakeError::BadRequest`] (400) for a wrong method or HTTP version,
+/// a missing `Connection: upgrade`, a bad `Sec-WebSocket-Key`, or two `Host` headers.
+pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeError> {
+    let h = req.headers();
+    if !has_token(h, header::UPGRADE, "websocket") {
+        return Err(HandshakeError::UpgradeRequired(
+            "this path is a WebSocket route: send an upgrade request (Upgrade: websocket)".into(),
+        ));
+    }
+    if req.method() != Method::GET {
+        return Err(HandshakeError::BadRequest("a WebSocket upgrade must use GET".into()));
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(HandshakeError::BadRequest("a WebSocket upgrade needs HTTP/1.1".into()));
+    }
+    if !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::BadRequest("missing `Connection: Upgrade`".into()));
+    }
+    if h.get_all(header::HOST).iter().count() > 1 {
+        return Err(HandshakeError::BadRequest("more than one Host header".into()));
+    }
+    match h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) {
+        Some(b"13") => {}
+        _ => {
+            return Err(HandshakeError::UpgradeRequired(
+                "unsupported or missing Sec-WebSocket-Version (13 is supported)".into(),
+            ))
+        }
+    }
+    let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) if is_valid_key(k.as_bytes()) => k.clone(),
+        _ => {
+            return Err(HandshakeError::BadRequest(
+                "missing or invalid Sec-WebSocket-Key (base64 of 16 bytes)".into(),
+            ))
+        }
+    };
+    let protocols = h
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(ClientUpgrade { key, protocols })
+}
+
+/// A `Sec-WebSocket-Key` is base64 of 16 bytes: 22 base64 characters and `==`.
+fn is_valid_key(k: &[u8]) -> bool {
+    k.len() == 24
+        && k.ends_with(b"==")
+        && k.get(..22)
+            .is_some_and(|s| s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'))
+}
+
+/// The 101 answer to the client: `Sec-WebSocket-Accept` for its key and the subprotocol the
+/// service chose (if any).
+pub fn switching_protocols<B: Default>(key: &HeaderValue, protocol: Option<&HeaderValue>) -> Response<B> {
+    let mut resp = Response::new(B::default());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = protocol {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+    }
+    resp
+}
+
+/// Request headers never copied to the service.
+fn is_not_forwarded(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "sec-websocket-key"
+            | "sec-websocket-accept"
+            | "sec-websocket-version"
+            | "sec-websocket-extensions"
+            | "sec-websocket-protocol"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+    )
+}
+
+/// Who the client is, for the `X-Forwarded-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSide {
+    /// The client's socket address.
+    pub peer: SocketAddr,
+    /// Whether the client connected with TLS.
+    pub tls: bool,
+    /// The listener's port.
+    pub local_port: u16,
+}
+
+/// Builds the upstream upgrade request for `path` (path + query) on `ep`.
+fn upstream_request(
+    ep: &Endpoint,
+    path: &str,
+    client_headers: &HeaderMap,
+    offered: &[String],
+    client: ClientSide,
+    key: &str,
+) -> Result<Request<http_body_util::Empty<bytes::Bytes>>, HandshakeError> {
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .body(http_body_util::Empty::new())
+        .map_err(|e| HandshakeError::BadRequest(format!("cannot build the upstream request: {e}")))?;
+    let h = req.headers_mut();
+    // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    let named: Vec<String> = client_headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    for (name, value) in client_headers {
+        if is_not_forwarded(name) || named.iter().any(|n| n == name.as_str()) {
+            continue;
+        }
+        h.append(name.clone(), value.clone());
+    }
+    let host = if ep.host.contains(':') {
+        format!("[{}]:{}", ep.host, ep.port)
+    } else {
+        format!("{}:{}", ep.host, ep.port)
+    };
+    let bad = |what: &str| HandshakeError::BadGateway(format!("cannot build the {what} header for the service"));
+    h.insert(header::HOST, HeaderValue::from_str(&host).map_err(|_| bad("Host"))?);
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(key).map_err(|_| bad("Sec-WebSocket-Key"))?);
+    if !offered.is_empty() {
+        let joined = offered.join(", ");
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_str(&joined).map_err(|_| HandshakeError::BadRequest("bad Sec-WebSocket-Protocol".into()))?,
+        );
+    }
+    // X-Forwarded-For: append the client to any list it brought.
+    let ip = client.peer.ip().to_string();
+    let xff = match client_headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    h.remove("x-forwarded-for");
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static(if client.tls { "https" } else { "http" }));
+    if let Some(v) = client_headers.get(header::HOST) {
+        h.insert("x-forwarded-host", v.clone());
+    }
+    h.insert("x-forwarded-port", HeaderValue::from(client.local_port));
+    Ok(req)
+}
+
+/// Settings for connecting to a service.
+#[derive(Clone)]
+pub struct UpstreamSettings {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Time for the service's answer to the upgrade.
+    pub handshake_timeout: Duration,
+    /// TLS client for `wss` services.
+    pub tls: tokio_rustls::TlsConnector,
+    /// WebSocket limits and buffer sizes for the service leg.
+    pub ws_config: WebSocketConfig,
+}
+
+/// A connected, upgraded service leg.
+pub struct Connected {
+    /// The WebSocket to the service.
+    pub ws: Ws,
+    /// The subprotocol the service chose (already checked to be one the client offered).
+    pub protocol: Option<HeaderValue>,
+    /// Time from the start of the TCP connect to the 101 answer.
+    pub elapsed: Duration,
+}
+
+/// Whether a failed attempt may be retried on another instance (connect-level failures only;
+/// an HTTP answer from the service is final).
+pub fn is_retryable(e: &HandshakeError) -> bool {
+    matches!(e, HandshakeError::BadGateway(_) | HandshakeError::GatewayTimeout(_))
+}
+
+/// The URL of the service leg, e.g. `wss://host:10012/discoverableclient/ws/echo?x=1`.
+pub fn upstream_url(ep: &Endpoint, path: &str) -> String {
+    if ep.host.contains(':') {
+        format!("{}://[{}]:{}{}", ep.scheme.as_str(), ep.host, ep.port, path)
+    } else {
+        format!("{}://{}:{}{}", ep.scheme.as_str(), ep.host, ep.port, path)
+    }
+}
+
+/// Connects to `ep` (TCP, TLS for `wss`), sends the upgrade request for `path`, checks the
+/// answer (RFC 6455 §4.2.2 / §4.1 client rules) and returns the upgraded service leg.
+///
+/// # Errors
+/// [`HandshakeError::GatewayTimeout`] when connect or handshake time out,
+/// [`HandshakeError::BadGateway`] when the connection is refused, TLS fails, or the answer is
+/// not a valid 101 (wrong `Sec-WebSocket-Accept`, subprotocol not offered),
+/// [`HandshakeError::UpstreamStatus`] for a non-101 HTTP status.
+pub async fn connect(
+    ep: &Endpoint,
+    service_id: &str,
+    path: &str,
+    client_headers: &HeaderMap,
+    offered: &[String],
+    client: ClientSide,
+    s: &UpstreamSettings,
+) -> Result<Connected, HandshakeError> {
+    let started = Instant::now();
+    let url = || upstream_url(ep, "");
+    let tcp = match tokio::time::timeout(s.connect_timeout, TcpStream::connect((ep.host.as_str(), ep.port))).await {
+        Err(_) => {
+            return Err(HandshakeError::GatewayTimeout(format!(
+                "connecting to {} timed out after {:?}",
+                url(),
+                s.connect_timeout
+            )))
+        }
+        Ok(Err(e)) => return Err(HandshakeError::BadGateway(format!("cannot connect to {}: {e}", url()))),
+        Ok(Ok(t)) => t,
+    };
+    let _ = tcp.set_nodelay(true);
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let req = upstream_request(ep, path, client_headers, offered, client, &key)?;
+
+    let remaining = s.connect_timeout.saturating_sub(started.elapsed());
+    let answer = match ep.scheme {
+        Scheme::Ws => handshake(TokioIo::new(tcp), req, s.handshake_timeout).await?,
+        Scheme::Wss => {
+            let name = rustls_pki_types::ServerName::try_from(ep.host.clone())
+                .map_err(|_| HandshakeError::BadGateway(format!("{:?} is not a valid TLS server name", ep.host)))?;
+            let tls = match tokio::time::timeout(remaining, s.tls.connect(name, tcp)).await {
+                Err(_) => return Err(HandshakeError::GatewayTimeout(format!("TLS handshake with {} timed out", url()))),
+                Ok(Err(e)) => return Err(HandshakeError::BadGateway(format!("TLS handshake with {} failed: {e}", url()))),
+                Ok(Ok(t)) => t,
+            };
+            handshake(TokioIo::new(tls), req, s.handshake_timeout).await?
+        }
+    };
+    let (resp, upgraded) = match answer {
+        Answer::Upgraded(r, u) => (r, u),
+        Answer::Status(status) => {
+            return Err(HandshakeError::UpstreamStatus {
+                service: service_id.to_owned(),
+                status,
+            })
+        }
+    };
+
+    // RFC 6455 §4.1: the answer must carry the right Sec-WebSocket-Accept and upgrade headers.
+    let h = resp.headers();
+    let expected = derive_accept_key(key.as_bytes());
+    if h.get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(expected.as_bytes()) {
+        return Err(HandshakeError::BadGateway(format!("{} answered with a wrong Sec-WebSocket-Accept", url())));
+    }
+    if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::BadGateway(format!("{} answered 101 without Upgrade: websocket", url())));
+    }
+    let protocol = h.get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+    if let Some(p) = &protocol {
+        let chosen = p.to_str().unwrap_or("");
+        if !offered.iter().any(|o| o == chosen) {
+            return Err(HandshakeError::BadGateway(format!(
+                "{} chose subprotocol {chosen:?}, which the client did not offer",
+                url()
+            )));
+        }
+    }
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(s.ws_config)).await;
+    Ok(Connected {
+        ws,
+        protocol,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Either a 101 response with the upgraded connection, or the service's non-101 status.
+enum Answer {
+    Upgraded(Response<hyper::body::Incoming>, Upgraded),
+    Status(u16),
+}
+
+/// HTTP/1.1 client handshake on `io`, driving the connection in this task until upgraded.
+async fn handshake<I>(
+    io: I,
+    req: Request<http_body_util::Empty<bytes::Bytes>>,
+    limit: Duration,
+) -> Result<Answer, HandshakeError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let work = async move {
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(io)
+            .await
+            .map_err(|e| HandshakeError::BadGateway(format!("HTTP handshake with the service failed: {e}")))?;
+        let mut conn = conn.with_upgrades();
+        let resp = tokio::select! {
+            r = sender.send_request(req) => r.map_err(|e| HandshakeError::BadGateway(format!("the service did not answer the upgrade: {e}")))?,
+            c = &mut conn => {
+                return Err(HandshakeError::BadGateway(match c {
+                    Ok(()) => "the service closed the connection before answering".into(),
+                    Err(e) => format!("the service connection failed: {e}"),
+                }));
+            }
+        };
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Answer::Status(resp.status().as_u16()));
+        }
+        let (parts, body) = resp.into_parts();
+        let mut resp = Response::from_parts(parts, ());
+        let on = hyper::upgrade::on(&mut resp);
+        let (up, c) = tokio::join!(on, conn);
+        if let Err(e) = c {
+            return Err(HandshakeError::BadGateway(format!("the service connection failed during upgrade: {e}")));
+        }
+        let upgraded = up.map_err(|e| HandshakeError::BadGateway(format!("upgrade failed: {e}")))?;
+        let (parts, ()) = resp.into_parts();
+        Ok(Answer::Upgraded(Response::from_parts(parts, body), upgraded))
+    };
+    match tokio::time::timeout(limit, work).await {
+        Err(_) => Err(HandshakeError::GatewayTimeout(format!(
+            "the service did not answer the upgrade within {limit:?}"
+        ))),
+        Ok(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method("GET").uri("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    const OK: [(&str, &str); 4] = [
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn valid_upgrade_and_protocol_list() {
+        let mut h = OK.to_vec();
+        h.push(("sec-websocket-protocol", "a, b"));
+        h.push(("sec-websocket-protocol", "c"));
+        let u = validate_upgrade(&req(&h)).unwrap();
+        assert_eq!(u.protocols, vec!["a", "b", "c"]);
+        let r: Response<()> = switching_protocols(&u.key, None);
+        assert_eq!(r.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn malformed_upgrades_are_4xx() {
+        let without = |name: &str| OK.iter().copied().filter(|(k, _)| *k != name).collect::<Vec<_>>();
+        assert_eq!(validate_upgrade(&req(&without("upgrade"))).unwrap_err().status(), 426);
+        assert_eq!(validate_upgrade(&req(&without("connection"))).unwrap_err().status(), 400);
+        assert_eq!(validate_upgrade(&req(&without("sec-websocket-version"))).unwrap_err().status(), 426);
+        assert_eq!(validate_upgrade(&req(&without("sec-websocket-key"))).unwrap_err().status(), 400);
+        let mut bad_key = without("sec-websocket-key");
+        bad_key.push(("sec-websocket-key", "short"));
+        assert_eq!(validate_upgrade(&req(&bad_key)).unwrap_err().status(), 400);
+        let mut v8 = without("sec-websocket-version");
+        v8.push(("sec-websocket-version", "8"));
+        assert_eq!(validate_upgrade(&req(&v8)).unwrap_err().status(), 426);
+        let mut two_hosts = OK.to_vec();
+        two_hosts.push(("host", "a"));
+        two_hosts.push(("host", "b"));
+        assert_eq!(validate_upgrade(&req(&two_hosts)).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let ep = Endpoint {
+            instance_id: "i".into(),
+            host: "svc".into(),
+            port: 8080,
+            scheme: Scheme::Ws,
+            status: crate::registry::Status::Up,
+        };
+        let mut h = HeaderMap::new();
+        for (k, v) in OK {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        h.insert("authorization", HeaderValue::from_static("Basic dTpw"));
+        h.insert("cookie", HeaderValue::from_static("a=b"));
+        h.insert("host", HeaderValue::from_static("gw:10010"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-drop-me", HeaderValue::from_static("1"));
+        h.insert("sec-websocket-extensions", HeaderValue::from_static("permessage-deflate"));
+        h.insert("connection", HeaderValue::from_static("Upgrade, X-Drop-Me"));
+        let client = ClientSide {
+            peer: "127.0.0.2:5555".parse().unwrap(),
+            tls: true,
+            local_port: 10010,
+        };
+        let r = upstream_request(&ep, "/p?q=1", &h, &["chat".into()], client, "AAAAAAAAAAAAAAAAAAAAAA==").unwrap();
+        let rh = r.headers();
+        assert_eq!(r.uri(), "/p?q=1");
+        assert_eq!(rh["authorization"], "Basic dTpw");
+        assert_eq!(rh["cookie"], "a=b");
+        assert_eq!(rh["host"], "svc:8080");
+        assert_eq!(rh["x-forwarded-for"], "10.1.1.1, 127.0.0.2");
+        assert_eq!(rh["x-forwarded-proto"], "https");
+        assert_eq!(rh["x-forwarded-host"], "gw:10010");
+        assert_eq!(rh["x-forwarded-port"], "10010");
+        assert_eq!(rh["sec-websocket-protocol"], "chat");
+        assert_eq!(rh["sec-websocket-key"], "AAAAAAAAAAAAAAAAAAAAAA==");
+        assert!(rh.get("keep-alive").is_none());
+        assert!(rh.get("x-drop-me").is_none());
+        assert!(rh.get("sec-websocket-extensions").is_none());
+    }
+}

@@ -1,0 +1,102 @@
+//! The accept loop and the per-connection task.
+//!
+//! The loop only accepts and spawns: the TLS handshake and the HTTP request head run inside
+//! the connection's own task, each under `limits.handshake_timeout`, so a slow client never
+//! blocks other clients (pingora's `listening.rs` does the same). Accept errors (EMFILE,
+//! ENFILE, ECONNABORTED, ...) never end the loop: it backs off (10 ms doubling to 1 s) and
+//! continues, logging the first error of a run of errors once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use super::{client_side, handle_request, Shared};
+
+/// Largest accepted HTTP request head, in bytes (hyper answers 431 above it).
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+
+/// Accepts connections until `shared.shutdown` is cancelled. Each connection is served in a
+/// task tracked by `shared.tracker`.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(10);
+    let mut failing = false;
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                if failing {
+                    tracing::info!("accepting connections again");
+                    failing = false;
+                }
+                backoff = Duration::from_millis(10);
+                let shared = Arc::clone(&shared);
+                let tls = tls.clone();
+                shared.tracker.clone().spawn(connection(tcp, peer, tls, shared));
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "accept failed; backing off (logged once until accepting works again)");
+                    failing = true;
+                }
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
+    match tls {
+        None => serve_http(tcp, client_side(peer, false, local_port), shared).await,
+        Some(acceptor) => {
+            let limit = shared.handshake_timeout;
+            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_http(stream, client_side(peer, true, local_port), shared).await,
+                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_http<I>(io: I, client: super::handshake::ClientSide, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = Arc::clone(&shared);
+    let svc = service_fn(move |req| handle_request(req, Arc::clone(&svc_shared), client));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.handshake_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES.max(8192))
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(client = %client.peer, error = %e, "HTTP connection ended with an error");
+            }
+        }
+        () = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(shared.relay.close_timeout, conn).await;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The WebSocket proxy: accept loop, per-connection handshake, session relay.
+//!
+//! Everything for one client runs inside its own task (TLS handshake with a timeout, HTTP
+//! request head with a timeout, route lookup, upstream connect, relay); the accept loop only
+//! accepts and spawns.
+
+pub mod close;
+pub mod handshake;
+pub mod listener;
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::RegistryStatus;
+use crate::routing::RouteTable;
+use crate::sessions::{Counters, SessionInfo, SessionTable};
+use close::HandshakeError;
+use handshake::{ClientSide, Connected, UpstreamSettings};
+use relay::RelayConfig;
+
+/// State shared by every connection task.
+pub struct Shared {
+    /// The current routing table (swapped by the registry source).
+    pub routes: Arc<ArcSwap<RouteTable>>,
+    /// Registry health (last success, source).
+    pub registry: Arc<RegistryStatus>,
+    /// Live sessions.
+    pub sessions: Arc<SessionTable>,
+    /// How to reach services.
+    pub upstream: UpstreamSettings,
+    /// Instances tried per session.
+    pub max_attempts: usize,
+    /// WebSocket limits and buffers for the client leg.
+    pub client_ws: WebSocketConfig,
+    /// Relay settings.
+    pub relay: RelayConfig,
+    /// TLS handshake + request head timeout.
+    pub handshake_timeout: Duration,
+    /// Cancelled when the agent shuts down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection and session tasks for the shutdown drain.
+    pub tracker: TaskTracker,
+    /// When the agent started.
+    pub started_at: SystemTime,
+    /// Config file path, for `/application/info`.
+    pub config_path: Option<String>,
+}
+
+/// WebSocket settings for both legs: message and frame limits from the config, small buffers
+/// (the read buffer is allocated per session, so it is kept at 8 KiB instead of tungstenite's
+/// 128 KiB default).
+pub fn ws_config(max_message_size: usize, max_frame_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_frame_size))
+}
+
+/// Handles one HTTP request on a client connection: admin endpoints or a WebSocket upgrade.
+pub async fn handle_request(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    client: ClientSide,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let path = req.uri().path();
+    if path == "/application" || path.starts_with("/application/") {
+        return Ok(crate::admin::handle(&req, &shared, client.peer));
+    }
+    let gateway_path = path.to_owned();
+    match open_session(req, &shared, client).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            let status = e.status().as_u16();
+            if status >= 500 {
+                tracing::warn!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake failed");
+            } else {
+                tracing::info!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake refused");
+            }
+            Ok(e.to_response())
+        }
+    }
+}
+
+async fn open_session(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    client: ClientSide,
+) -> Result<Response<Full<Bytes>>, HandshakeError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(HandshakeError::ShuttingDown);
+    }
+    let table = shared.routes.load_full();
+    let resolved = table.resolve(req.uri().path(), req.uri().query())?;
+    let upgrade = handshake::validate_upgrade(&req)?;
+    let service = &resolved.service;
+    if service.up_count() == 0 {
+        return Err(HandshakeError::NoInstance(service.service_id.clone()));
+    }
+    let mut last_err = None;
+    let mut connected: Option<(Connected, &crate::routing::Endpoint)> = None;
+    for ep in service.candidates(shared.max_attempts) {
+        match handshake::connect(
+            ep,
+            &service.service_id,
+            &resolved.upstream_path,
+            req.headers(),
+            &upgrade.protocols,
+            client,
+            &shared.upstream,
+        )
+        .await
+        {
+            Ok(c) => {
+                connected = Some((c, ep));
+                break;
+            }
+            Err(e) if handshake::is_retryable(&e) => {
+                tracing::warn!(service = %service.service_id, instance = %ep.instance_id, cause = %e, "upstream attempt failed; trying the next instance");
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((conn, ep)) = connected else {
+        return Err(last_err.unwrap_or_else(|| HandshakeError::NoInstance(service.service_id.clone())));
+    };
+    let resp = handshake::switching_protocols(&upgrade.key, conn.protocol.as_ref());
+    let (key, id) = shared.sessions.next_id();
+    let info = SessionInfo {
+        id,
+        client: client.peer,
+        gateway_path: req.uri().path().to_owned(),
+        service_url: handshake::upstream_url(ep, &resolved.upstream_path),
+        service_id: service.service_id.clone(),
+        instance_id: ep.instance_id.clone(),
+        route: resolved.route().map(|r| r.name.clone()).unwrap_or_default(),
+        subprotocol: conn.protocol.as_ref().and_then(|p| p.to_str().ok()).map(str::to_owned),
+        started_at: SystemTime::now(),
+        counters: Counters::default(),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shared2 = Arc::clone(shared);
+    let connect_ms = conn.elapsed.as_millis();
+    shared.tracker.spawn(async move {
+        let guard = shared2.sessions.insert(key, info);
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(session = %guard.info().id, cause = %e, "client upgrade failed after 101");
+                return;
+            }
+        };
+        let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(shared2.client_ws)).await;
+        let s = guard.info();
+        tracing::info!(
+            session = %s.id, client = %s.client, service = %s.service_id, instance = %s.instance_id,
+            upstream = %s.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
+            "session opened"
+        );
+        let started = Instant::now();
+        let outcome = relay::relay(client_ws, conn.ws, &s.counters, &shared2.relay, &shared2.shutdown).await;
+        let v = s.view();
+        tracing::info!(
+            session = %s.id, client = %s.client, service = %s.service_id, instance = %s.instance_id,
+            upstream = %s.service_url, duration_ms = started.elapsed().as_millis() as u64,
+            messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,
+            closed_by = outcome.closed_by.map_or("gateway", |s| s.as_str()),
+            close_code = outcome.code.unwrap_or(1005), close_reason = %outcome.reason,
+            "session closed"
+        );
+        drop(guard);
+    });
+    Ok(resp)
+}
+
+/// A client's address as seen by the proxy.
+pub fn client_side(peer: SocketAddr, tls: bool, local_port: u16) -> ClientSide {
+    ClientSide { peer, tls, local_port }
+}

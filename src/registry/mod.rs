@@ -1,0 +1,175 @@
+//! The Eureka registry: model, decoders (XML and JSON) and sources.
+
+pub mod json;
+pub mod model;
+pub mod xml;
+
+pub use model::{ActionType, Application, Instance, PortInfo, Snapshot, Status};
+
+/// Why a registry payload could not be decoded. Carries the position where the decoder
+/// stopped (line/column for JSON, byte offset for XML) and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The payload is not valid JSON, or its shape is not a Eureka payload.
+    #[error("invalid Eureka JSON at line {line}, column {column}: {message}")]
+    Json {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What went wrong.
+        message: String,
+    },
+    /// The payload is not well-formed XML, or its shape is not a Eureka payload.
+    #[error("invalid Eureka XML at byte {offset}: {message}")]
+    Xml {
+        /// Byte offset into the payload.
+        offset: u64,
+        /// What went wrong.
+        message: String,
+    },
+    /// The payload is neither JSON nor XML (first non-blank byte is not `{` or `<`), or empty.
+    #[error("registry payload is neither JSON nor XML: {0}")]
+    UnknownFormat(String),
+}
+
+/// Decodes a registry payload whose format is detected from its first non-whitespace byte
+/// (`{` → JSON, `<` → XML; a UTF-8 BOM is skipped).
+///
+/// # Errors
+/// [`DecodeError`] with a position and cause; never panics on any input.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => json::decode(body),
+        Some(b'<') => xml::decode(body),
+        Some(other) => Err(DecodeError::UnknownFormat(format!(
+            "first byte is {:?}",
+            char::from(*other)
+        ))),
+        None => Err(DecodeError::UnknownFormat("empty payload".into())),
+    }
+}
+
+pub mod eureka;
+pub mod file;
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::routing::RouteTable;
+
+/// What the registry source last did, for health and diagnostics.
+#[derive(Debug, Default)]
+pub struct RegistryStatus {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct StatusInner {
+    last_success: Option<SystemTime>,
+    source: String,
+    last_error: Option<String>,
+}
+
+/// A copy of the registry status.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSnapshot {
+    /// When a registry payload was last fetched and decoded (None: never).
+    pub last_success: Option<SystemTime>,
+    /// Where the last good payload came from (URL or file).
+    pub source: String,
+    /// The error of the last failed attempt, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl RegistryStatus {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a successful fetch from `source`.
+    pub fn success(&self, source: &str) {
+        let mut g = self.lock();
+        g.last_success = Some(SystemTime::now());
+        if g.source != source {
+            g.source = source.to_owned();
+        }
+        g.last_error = None;
+    }
+
+    /// Records a failed attempt; returns true if this starts an outage (the previous attempt
+    /// succeeded or there was none), so the caller logs once per outage.
+    pub fn failure(&self, error: String) -> bool {
+        let mut g = self.lock();
+        let new = g.last_error.is_none();
+        g.last_error = Some(error);
+        new
+    }
+
+    /// Whether a registry was ever loaded.
+    pub fn loaded(&self) -> bool {
+        self.lock().last_success.is_some()
+    }
+
+    /// A copy for display.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let g = self.lock().clone();
+        StatusSnapshot {
+            last_success: g.last_success,
+            source: g.source,
+            last_error: g.last_error,
+        }
+    }
+}
+
+/// Publishes routing tables built from registry snapshots: builds off to the side, compares
+/// with the current table, and stores with one `ArcSwap::store` only when something changed.
+#[derive(Clone)]
+pub struct Publisher {
+    /// The table read by handshakes.
+    pub routes: Arc<ArcSwap<RouteTable>>,
+    /// Health of the source.
+    pub status: Arc<RegistryStatus>,
+}
+
+impl Publisher {
+    /// Builds the table for `snapshot` (fetched from `source`) and stores it if it differs
+    /// from the current one. Returns true when the table changed.
+    pub fn publish(&self, snapshot: &Snapshot, source: &str) -> bool {
+        let table = RouteTable::build(snapshot);
+        let recovered = self.status.snapshot().last_error.is_some();
+        self.status.success(source);
+        if recovered {
+            tracing::info!(source, "registry reachable again");
+        }
+        if **self.routes.load() == table {
+            return false;
+        }
+        let services = table.len();
+        let up: usize = table.services().iter().map(|s| s.up_count()).sum();
+        self.routes.store(Arc::new(table));
+        tracing::info!(
+            source,
+            applications = snapshot.applications.len(),
+            instances = snapshot.instance_count(),
+            ws_services = services,
+            ws_instances_up = up,
+            "routing table updated"
+        );
+        true
+    }
+
+    /// Records a failed fetch/decode; logs it once per outage (the last good table stays).
+    pub fn fail(&self, error: String) {
+        if self.status.failure(error.clone()) {
+            if self.status.loaded() {
+                tracing::warn!(error = %error, "registry update failed; keeping the last good routing table (logged once until it recovers)");
+            } else {
+                tracing::warn!(error = %error, "registry not loaded yet; no routes (logged once until it recovers)");
+            }
+        }
+    }
+}

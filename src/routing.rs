@@ -1,0 +1,630 @@
+//! The routing table: Eureka instance metadata → WebSocket routes, and request path → upstream.
+//!
+//! Rules follow Zowe API Mediation Layer's route metadata
+//! (`apiml.routes.<name>.gatewayUrl` / `apiml.routes.<name>.serviceUrl`):
+//!
+//! - a route is a pair of keys with exactly four dot-separated parts, paired by `<name>`;
+//! - `gatewayUrl` is normalised by trimming whitespace and one leading and one trailing `/`
+//!   (`"/ws/v1/"` → `ws/v1`); `serviceUrl` gets a leading `/` (empty → `/`);
+//! - only routes whose gatewayUrl is `ws` or starts with `ws/` are WebSocket routes;
+//! - routes are merged across all instances of a service (first definition of a gatewayUrl wins);
+//! - a request path is either `/{serviceId}/{gatewayUrl}/{path}` (current API ML) or
+//!   `/{gatewayUrl}/{serviceId}/{path}` (v1); the longest matching gatewayUrl wins and serviceId
+//!   matching is case-insensitive;
+//! - the upstream is `{ws|wss}://{hostName}:{port}{serviceUrl}/{path}?{query}`: `wss` and the
+//!   secure port when `securePort` is enabled, otherwise `ws` and `port`; only `UP` instances
+//!   (after `overriddenStatus`) are routable.
+//!
+//! [`RouteTable::build`] is pure; the table is published with one `ArcSwap::store` by the
+//! registry source and loaded once per handshake.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::registry::{Snapshot, Status};
+
+/// URL scheme of an upstream instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain WebSocket over `port`.
+    Ws,
+    /// WebSocket over TLS on `securePort`.
+    Wss,
+}
+
+impl Scheme {
+    /// `"ws"` or `"wss"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        }
+    }
+}
+
+/// One routable instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Eureka `instanceId`.
+    pub instance_id: String,
+    /// Host to connect to (Eureka `hostName`, `:port` suffix removed); also the TLS server name.
+    pub host: String,
+    /// TCP port (`securePort` for wss, `port` for ws).
+    pub port: u16,
+    /// `ws` or `wss`.
+    pub scheme: Scheme,
+    /// Effective Eureka status (only `UP` endpoints are routable).
+    pub status: Status,
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One WebSocket route of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// The `<name>` part of the metadata keys, e.g. `ws_v1`.
+    pub name: String,
+    /// Normalised gateway URL, e.g. `ws/v1` (no leading or trailing `/`).
+    pub gateway_url: String,
+    /// Service URL with a leading `/`, e.g. `/discoverableclient/ws`.
+    pub service_url: String,
+}
+
+/// A service (Eureka application) with WebSocket routes.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// Eureka application name as registered (usually upper case).
+    pub service_id: String,
+    /// Routes, longest gatewayUrl first.
+    pub routes: Vec<Route>,
+    /// Every instance with a usable port, in registry order (UP or not).
+    pub instances: Vec<Endpoint>,
+    /// Indexes into `instances` of the UP ones.
+    #[serde(skip)]
+    up: Vec<usize>,
+    /// Round-robin cursor (see [`Service::candidates`]).
+    #[serde(skip)]
+    cursor: AtomicUsize,
+}
+
+impl PartialEq for Service {
+    fn eq(&self, other: &Self) -> bool {
+        self.service_id == other.service_id && self.routes == other.routes && self.instances == other.instances
+    }
+}
+
+impl Service {
+    /// Number of routable (UP) instances.
+    pub fn up_count(&self) -> usize {
+        self.up.len()
+    }
+
+    /// Up to `max` UP instances in the order to try them: round-robin over the UP instances
+    /// (each call starts one further), then the following ones as failover candidates.
+    pub fn candidates(&self, max: usize) -> impl Iterator<Item = &Endpoint> + '_ {
+        let n = self.up.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.cursor.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n.min(max)).filter_map(move |i| self.up.get((start + i) % n).and_then(|&j| self.instances.get(j)))
+    }
+}
+
+/// Why a request path did not resolve to a route. Maps to an HTTP status in `proxy::close`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The path tries to climb out of the service URL (`..`, `%2e%2e`), has an encoded `/` or
+    /// `\`, or a broken percent escape (HTTP 400).
+    #[error("path rejected: {0}")]
+    BadPath(&'static str),
+    /// No service and gateway URL match the path (HTTP 404).
+    #[error("no WebSocket route matches this path")]
+    NoRoute,
+}
+
+/// A resolved request: the service, the route, and the upstream path with the query kept.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The matched service (holds the instances and the balancer cursor).
+    pub service: Arc<Service>,
+    /// Index into `service.routes`.
+    pub route: usize,
+    /// `{serviceUrl}/{path}` with exactly one `/` at the join, plus `?query` when the client
+    /// sent one.
+    pub upstream_path: String,
+}
+
+impl Resolved {
+    /// The matched route.
+    pub fn route(&self) -> Option<&Route> {
+        self.service.routes.get(self.route)
+    }
+}
+
+/// The immutable routing table built from one registry snapshot.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Services by lower-cased service id.
+    services: HashMap<String, Arc<Service>>,
+    /// Largest number of `/`-separated segments in any gatewayUrl (bounds the v1 form search).
+    max_gateway_segments: usize,
+}
+
+impl PartialEq for RouteTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.services.len() == other.services.len()
+            && self
+                .services
+                .iter()
+                .all(|(k, v)| other.services.get(k).is_some_and(|o| **o == **v))
+    }
+}
+
+/// Metadata keys `apiml.routes.<name>.<kind>` → `(name, kind)`; exactly four parts.
+fn route_key(key: &str) -> Option<(&str, &str)> {
+    let mut parts = key.split('.');
+    let (a, b, name, kind) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || a != "apiml" || b != "routes" || name.is_empty() {
+        return None;
+    }
+    Some((name, kind))
+}
+
+/// `" /ws/v1/ "` → `ws/v1`: trim whitespace, then one leading and one trailing `/`.
+pub fn normalize_gateway_url(s: &str) -> String {
+    let s = s.trim();
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let s = s.strip_suffix('/').unwrap_or(s);
+    s.to_owned()
+}
+
+/// `"discoverableclient/ws"` → `/discoverableclient/ws`; empty → `/`.
+pub fn normalize_service_url(s: &str) -> String {
+    let s = s.trim();
+    if s.starts_with('/') {
+        s.to_owned()
+    } else {
+        format!("/{s}")
+    }
+}
+
+fn is_ws_gateway_url(g: &str) -> bool {
+    g == "ws" || g.starts_with("ws/")
+}
+
+impl RouteTable {
+    /// Builds the table from a snapshot. Pure: no I/O, no logging. Services without any
+    /// WebSocket route are left out; services with routes but no UP instance stay in (so a
+    /// request gets 503, not 404).
+    pub fn build(snapshot: &Snapshot) -> RouteTable {
+        let mut services: HashMap<String, Arc<Service>> = HashMap::new();
+        let mut max_gateway_segments = 0;
+        for app in &snapshot.applications {
+            let mut routes: Vec<Route> = Vec::new();
+            let mut instances = Vec::new();
+            let mut up = Vec::new();
+            for inst in &app.instances {
+                // Pair gatewayUrl/serviceUrl by route name (metadata is a BTreeMap: ordered).
+                let mut pending: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+                for (k, v) in &inst.metadata {
+                    let Some((name, kind)) = route_key(k) else { continue };
+                    let slot = match pending.iter().position(|p| p.0 == name) {
+                        Some(i) => i,
+                        None => {
+                            pending.push((name, None, None));
+                            pending.len() - 1
+                        }
+                    };
+                    if let Some(p) = pending.get_mut(slot) {
+                        match kind {
+                            "gatewayUrl" => p.1 = Some(v),
+                            "serviceUrl" => p.2 = Some(v),
+                            _ => {}
+                        }
+                    }
+                }
+                for (name, g, s) in pending {
+                    let (Some(g), Some(s)) = (g, s) else { continue };
+                    let gateway_url = normalize_gateway_url(g);
+                    if !is_ws_gateway_url(&gateway_url) || routes.iter().any(|r| r.gateway_url == gateway_url) {
+                        continue;
+                    }
+                    routes.push(Route {
+                        name: name.to_owned(),
+                        gateway_url,
+                        service_url: normalize_service_url(s),
+                    });
+                }
+                let (scheme, port) = if inst.secure_port.enabled && inst.secure_port.port != 0 {
+                    (Scheme::Wss, inst.secure_port.port)
+                } else if inst.port.enabled && inst.port.port != 0 {
+                    (Scheme::Ws, inst.port.port)
+                } else {
+                    continue;
+                };
+                let host = inst.host();
+                if host.is_empty() {
+                    continue;
+                }
+                let status = inst.effective_status();
+                if status == Status::Up {
+                    up.push(instances.len());
+                }
+                instances.push(Endpoint {
+                    instance_id: inst.instance_id.clone(),
+                    host: host.to_owned(),
+                    port,
+                    scheme,
+                    status,
+                });
+            }
+            if routes.is_empty() {
+                continue;
+            }
+            routes.sort_by(|a, b| b.gateway_url.len().cmp(&a.gateway_url.len()).then(a.gateway_url.cmp(&b.gateway_url)));
+            for r in &routes {
+                max_gateway_segments = max_gateway_segments.max(r.gateway_url.split('/').count());
+            }
+            let key = app.name.to_ascii_lowercase();
+            if let Some(existing) = services.get(&key) {
+                // The same application listed twice (fragments): keep the first.
+                if !existing.routes.is_empty() {
+                    continue;
+                }
+            }
+            services.insert(
+                key,
+                Arc::new(Service {
+                    service_id: app.name.clone(),
+                    routes,
+                    instances,
+                    up,
+                    cursor: AtomicUsize::new(0),
+                }),
+            );
+        }
+        RouteTable {
+            services,
+            max_gateway_segments,
+        }
+    }
+
+    /// Number of services with WebSocket routes.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// True when no service has a WebSocket route.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Services sorted by service id (for display).
+    pub fn services(&self) -> Vec<&Arc<Service>> {
+        let mut v: Vec<_> = self.services.values().collect();
+        v.sort_by(|a, b| a.service_id.cmp(&b.service_id));
+        v
+    }
+
+    fn service(&self, id: &str) -> Option<&Arc<Service>> {
+        // Case-insensitive without allocating for ordinary ids.
+        let mut buf = [0u8; 128];
+        if id.len() <= buf.len() && !id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.services.get(id);
+        }
+        if let Some(slot) = buf.get_mut(..id.len()) {
+            slot.copy_from_slice(id.as_bytes());
+            slot.make_ascii_lowercase();
+            let lower = std::str::from_utf8(slot).ok()?;
+            return self.services.get(lower);
+        }
+        self.services.get(&id.to_ascii_lowercase())
+    }
+
+    /// Resolves a request path (and optional query) to a service, route and upstream path.
+    ///
+    /// Tries `/{serviceId}/{gatewayUrl}/{path}` first, then `/{gatewayUrl}/{serviceId}/{path}`;
+    /// within each form the longest gatewayUrl wins.
+    ///
+    /// # Errors
+    /// [`LookupError::BadPath`] for traversal attempts and bad escapes (checked before any
+    /// lookup), [`LookupError::NoRoute`] when nothing matches.
+    pub fn resolve(&self, path: &str, query: Option<&str>) -> Result<Resolved, LookupError> {
+        check_path(path)?;
+        let rest = path.strip_prefix('/').unwrap_or(path);
+
+        // Form 1: /{serviceId}/{gatewayUrl}/{path}
+        let (first, after) = rest.split_once('/').unwrap_or((rest, ""));
+        if let Some(svc) = self.service(first) {
+            for (i, r) in svc.routes.iter().enumerate() {
+                if let Some(tail) = strip_segments(after, &r.gateway_url) {
+                    return Ok(resolved(svc, i, tail, query));
+                }
+            }
+        }
+
+        // Form 2: /{gatewayUrl}/{serviceId}/{path}, longest gatewayUrl first.
+        let seg_ends: Vec<usize> = rest
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .take(self.max_gateway_segments + 1)
+            .collect();
+        for k in (1..=self.max_gateway_segments.min(seg_ends.len())).rev() {
+            let Some(&g_end) = seg_ends.get(k - 1) else { continue };
+            let gateway = &rest[..g_end];
+            let after_g = &rest[g_end + 1..];
+            let (sid, tail) = after_g.split_once('/').unwrap_or((after_g, ""));
+            if let Some(svc) = self.service(sid) {
+                if let Some(i) = svc.routes.iter().position(|r| r.gateway_url == gateway) {
+                    return Ok(resolved(svc, i, tail, query));
+                }
+            }
+        }
+        Err(LookupError::NoRoute)
+    }
+}
+
+/// `after` = `"ws/v1/x/y"`, `prefix` = `"ws/v1"` → `Some("x/y")`; matches whole segments only.
+fn strip_segments<'a>(after: &'a str, prefix: &str) -> Option<&'a str> {
+    let tail = after.strip_prefix(prefix)?;
+    if tail.is_empty() {
+        Some("")
+    } else {
+        tail.strip_prefix('/')
+    }
+}
+
+fn resolved(svc: &Arc<Service>, route: usize, tail: &str, query: Option<&str>) -> Resolved {
+    let service_url = svc.routes.get(route).map_or("/", |r| r.service_url.as_str());
+    let mut p = String::with_capacity(service_url.len() + tail.len() + query.map_or(0, |q| q.len() + 1) + 1);
+    p.push_str(service_url);
+    if !tail.is_empty() {
+        if !p.ends_with('/') {
+            p.push('/');
+        }
+        p.push_str(tail.strip_prefix('/').unwrap_or(tail));
+    }
+    if let Some(q) = query {
+        p.push('?');
+        p.push_str(q);
+    }
+    Resolved {
+        service: Arc::clone(svc),
+        route,
+        upstream_path: p,
+    }
+}
+
+/// Rejects dot-dot segments (plain or percent-encoded), encoded `/` and `\`, raw `\`, and
+/// broken percent escapes.
+fn check_path(path: &str) -> Result<(), LookupError> {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'%' => {
+                let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) else {
+                    return Err(LookupError::BadPath("broken percent escape"));
+                };
+                let (Some(h), Some(l)) = ((h as char).to_digit(16), (l as char).to_digit(16)) else {
+                    return Err(LookupError::BadPath("broken percent escape"));
+                };
+                let v = h * 16 + l;
+                if v == u32::from(b'/') || v == u32::from(b'\\') {
+                    return Err(LookupError::BadPath("encoded path separator"));
+                }
+                i += 3;
+            }
+            b'\\' => return Err(LookupError::BadPath("backslash in path")),
+            _ => i += 1,
+        }
+    }
+    for seg in path.split('/') {
+        if seg.len() <= 6 && decoded_dots(seg) == Some(2) {
+            return Err(LookupError::BadPath("'..' segment"));
+        }
+    }
+    Ok(())
+}
+
+/// Number of dots if the segment consists only of `.` / `%2e` / `%2E`, else `None`.
+fn decoded_dots(seg: &str) -> Option<usize> {
+    let mut n = 0;
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if rest.len() >= 3 && rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%2e")) {
+            rest = rest.get(3..)?;
+        } else {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Application, Instance, PortInfo};
+
+    fn inst(id: &str, host: &str, port: u16, secure: bool, status: Status, routes: &[(&str, &str, &str)]) -> Instance {
+        let mut i = Instance {
+            instance_id: id.into(),
+            app: "SVC".into(),
+            host_name: host.into(),
+            status,
+            port: PortInfo { port, enabled: !secure },
+            secure_port: PortInfo { port, enabled: secure },
+            ..Default::default()
+        };
+        for (n, g, s) in routes {
+            i.metadata.insert(format!("apiml.routes.{n}.gatewayUrl"), (*g).into());
+            i.metadata.insert(format!("apiml.routes.{n}.serviceUrl"), (*s).into());
+        }
+        i
+    }
+
+    fn table(apps: Vec<(&str, Vec<Instance>)>) -> RouteTable {
+        RouteTable::build(&Snapshot {
+            applications: apps
+                .into_iter()
+                .map(|(n, instances)| Application {
+                    name: n.into(),
+                    instances,
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn dc() -> RouteTable {
+        table(vec![(
+            "DISCOVERABLECLIENT",
+            vec![inst(
+                "a",
+                "host-a",
+                10012,
+                false,
+                Status::Up,
+                &[
+                    ("ws_v1", "/ws/v1/", "/discoverableclient/ws"),
+                    ("ws_v1_deep", "ws/v1/deep", "deep/"),
+                    ("api_v1", "api/v1", "/discoverableclient/api/v1"),
+                ],
+            )],
+        )])
+    }
+
+    #[test]
+    fn both_url_forms_resolve() {
+        let t = dc();
+        let r = t.resolve("/discoverableclient/ws/v1/echo", None).unwrap();
+        assert_eq!(r.upstream_path, "/discoverableclient/ws/echo");
+        let r = t.resolve("/ws/v1/discoverableclient/echo", Some("a=1&b=2")).unwrap();
+        assert_eq!(r.upstream_path, "/discoverableclient/ws/echo?a=1&b=2");
+        assert_eq!(r.route().unwrap().name, "ws_v1");
+    }
+
+    #[test]
+    fn service_id_is_case_insensitive_and_no_path_maps_to_service_url() {
+        let t = dc();
+        assert_eq!(t.resolve("/DiscoverableClient/ws/v1", None).unwrap().upstream_path, "/discoverableclient/ws");
+        assert_eq!(t.resolve("/ws/v1/DISCOVERABLECLIENT", None).unwrap().upstream_path, "/discoverableclient/ws");
+        assert_eq!(t.resolve("/ws/v1/discoverableclient/", None).unwrap().upstream_path, "/discoverableclient/ws");
+    }
+
+    #[test]
+    fn longest_gateway_url_wins_in_both_forms() {
+        let t = dc();
+        assert_eq!(t.resolve("/discoverableclient/ws/v1/deep/x", None).unwrap().upstream_path, "/deep/x");
+        assert_eq!(t.resolve("/ws/v1/deep/discoverableclient/x", None).unwrap().upstream_path, "/deep/x");
+        // "ws/v1/deeper" is not the segment "deep".
+        assert_eq!(
+            t.resolve("/discoverableclient/ws/v1/deeper", None).unwrap().upstream_path,
+            "/discoverableclient/ws/deeper"
+        );
+    }
+
+    #[test]
+    fn non_ws_routes_and_unknown_paths_are_not_found() {
+        let t = dc();
+        assert_eq!(t.resolve("/discoverableclient/api/v1/x", None).unwrap_err(), LookupError::NoRoute);
+        assert_eq!(t.resolve("/other/ws/v1/x", None).unwrap_err(), LookupError::NoRoute);
+        assert_eq!(t.resolve("/", None).unwrap_err(), LookupError::NoRoute);
+        assert_eq!(t.resolve("", None).unwrap_err(), LookupError::NoRoute);
+    }
+
+    #[test]
+    fn traversal_is_rejected() {
+        let t = dc();
+        for p in [
+            "/discoverableclient/ws/v1/../admin",
+            "/discoverableclient/ws/v1/%2e%2e/admin",
+            "/discoverableclient/ws/v1/.%2E/admin",
+            "/discoverableclient/ws/v1/x%2fy",
+            "/discoverableclient/ws/v1/x%5c..",
+            "/discoverableclient/ws/v1/x%zz",
+            "/discoverableclient/ws/v1/x%2",
+            "/discoverableclient/ws/v1/..",
+        ] {
+            assert!(matches!(t.resolve(p, None), Err(LookupError::BadPath(_))), "{p}");
+        }
+        assert!(t.resolve("/discoverableclient/ws/v1/a..b/.x", None).is_ok());
+    }
+
+    #[test]
+    fn scheme_port_status_and_round_robin() {
+        let t = table(vec![(
+            "SVC",
+            vec![
+                inst("1", "h1:9999", 8001, false, Status::Up, &[("w", "ws", "/s")]),
+                inst("2", "h2", 8443, true, Status::Up, &[]),
+                inst("3", "h3", 8003, false, Status::Down, &[]),
+            ],
+        )]);
+        let r = t.resolve("/svc/ws/x", None).unwrap();
+        let svc = &r.service;
+        assert_eq!(svc.instances.len(), 3);
+        assert_eq!(svc.up_count(), 2);
+        assert_eq!(svc.instances[0].host, "h1");
+        assert_eq!(svc.instances[0].scheme, Scheme::Ws);
+        assert_eq!((svc.instances[1].scheme, svc.instances[1].port), (Scheme::Wss, 8443));
+        let first: Vec<_> = svc.candidates(3).map(|e| e.instance_id.clone()).collect();
+        let second: Vec<_> = svc.candidates(3).map(|e| e.instance_id.clone()).collect();
+        assert_eq!(first, vec!["1", "2"]);
+        assert_eq!(second, vec!["2", "1"]);
+        assert_eq!(svc.candidates(1).count(), 1);
+    }
+
+    #[test]
+    fn overridden_status_is_respected_and_no_up_instance_keeps_the_service() {
+        let mut i = inst("1", "h1", 8001, false, Status::Up, &[("w", "ws/v1", "/s")]);
+        i.overridden_status = Status::OutOfService;
+        let t = table(vec![("SVC", vec![i])]);
+        let r = t.resolve("/svc/ws/v1", None).unwrap();
+        assert_eq!(r.service.up_count(), 0);
+        assert_eq!(r.service.candidates(3).count(), 0);
+    }
+
+    #[test]
+    fn routes_merge_across_instances_and_keys_need_four_parts() {
+        let mut a = inst("1", "h1", 8001, false, Status::Up, &[("one", "ws/one", "/1")]);
+        a.metadata.insert("apiml.routes.x.y.gatewayUrl".into(), "ws/bad".into());
+        a.metadata.insert("apiml.routes.x.y.serviceUrl".into(), "/bad".into());
+        a.metadata.insert("apiml.routes.half.gatewayUrl".into(), "ws/half".into());
+        let b = inst("2", "h2", 8002, false, Status::Up, &[("two", "ws/two", "/2")]);
+        let t = table(vec![("SVC", vec![a, b])]);
+        assert!(t.resolve("/svc/ws/one", None).is_ok());
+        assert!(t.resolve("/svc/ws/two", None).is_ok());
+        assert_eq!(t.resolve("/svc/ws/bad", None).unwrap_err(), LookupError::NoRoute);
+        assert_eq!(t.resolve("/svc/ws/half", None).unwrap_err(), LookupError::NoRoute);
+    }
+
+    #[test]
+    fn equal_snapshots_build_equal_tables() {
+        assert_eq!(dc(), dc());
+        assert_ne!(dc(), RouteTable::default());
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize_gateway_url("  /ws/v1/ "), "ws/v1");
+        assert_eq!(normalize_service_url(""), "/");
+        assert_eq!(normalize_service_url("a/b"), "/a/b");
+    }
+}

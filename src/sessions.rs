@@ -1,0 +1,224 @@
+//! The live session table behind `/application/websockets`.
+//!
+//! A session is inserted once its upstream handshake succeeded and removed on every way it
+//! can end: [`SessionGuard`] removes it when dropped, so no exit path (close, error, panic,
+//! shutdown) can leave a stale entry. Counters are atomics updated by the relay without locks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// Per-direction message and byte counters of one session.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Data messages (text + binary) client → service.
+    pub messages_in: AtomicU64,
+    /// Data messages service → client.
+    pub messages_out: AtomicU64,
+    /// Payload bytes client → service.
+    pub bytes_in: AtomicU64,
+    /// Payload bytes service → client.
+    pub bytes_out: AtomicU64,
+}
+
+/// One live session, as listed by `/application/websockets`.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// Session id: 16 lowercase hex digits, unique within this process.
+    pub id: String,
+    /// The client's socket address.
+    pub client: SocketAddr,
+    /// The path the client asked for, e.g. `/ws/v1/discoverableclient/echo`.
+    pub gateway_path: String,
+    /// The upstream URL, e.g. `ws://host:10012/discoverableclient/ws/echo`.
+    pub service_url: String,
+    /// Eureka service id.
+    pub service_id: String,
+    /// Eureka instance id.
+    pub instance_id: String,
+    /// Route name (`<name>` of `apiml.routes.<name>.*`).
+    pub route: String,
+    /// The subprotocol the service chose, if any.
+    pub subprotocol: Option<String>,
+    /// When the session was established.
+    pub started_at: SystemTime,
+    /// Traffic counters.
+    pub counters: Counters,
+}
+
+/// The JSON shape of one session: the reference gateway's keys (`sessionId`, `clientAddress`,
+/// `gatewayPath`, `serviceUrl`, `serviceSessionId`) plus wsrelay's.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// Session id.
+    pub session_id: String,
+    /// `ip:port` of the client.
+    pub client_address: String,
+    /// Path the client used.
+    pub gateway_path: String,
+    /// Upstream URL.
+    pub service_url: String,
+    /// The service-side session id; wsrelay keeps one upstream connection per session, so
+    /// this equals `sessionId`.
+    pub service_session_id: String,
+    /// Eureka service id.
+    pub service_id: String,
+    /// Eureka instance id.
+    pub instance_id: String,
+    /// Route name.
+    pub route: String,
+    /// Negotiated subprotocol, or null.
+    pub subprotocol: Option<String>,
+    /// RFC 3339 start time (UTC).
+    pub started_at: String,
+    /// Messages client → service.
+    pub messages_in: u64,
+    /// Messages service → client.
+    pub messages_out: u64,
+    /// Bytes client → service.
+    pub bytes_in: u64,
+    /// Bytes service → client.
+    pub bytes_out: u64,
+}
+
+impl SessionInfo {
+    /// A snapshot for display.
+    pub fn view(&self) -> SessionView {
+        let c = &self.counters;
+        SessionView {
+            session_id: self.id.clone(),
+            client_address: self.client.to_string(),
+            gateway_path: self.gateway_path.clone(),
+            service_url: self.service_url.clone(),
+            service_session_id: self.id.clone(),
+            service_id: self.service_id.clone(),
+            instance_id: self.instance_id.clone(),
+            route: self.route.clone(),
+            subprotocol: self.subprotocol.clone(),
+            started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
+            messages_in: c.messages_in.load(Ordering::Relaxed),
+            messages_out: c.messages_out.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The table of live sessions.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Arc<SessionInfo>>>,
+}
+
+impl SessionTable {
+    /// An empty table.
+    pub fn new() -> SessionTable {
+        SessionTable::default()
+    }
+
+    /// A fresh session id (16 hex digits) and its numeric key.
+    pub fn next_id(&self) -> (u64, String) {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        (n, format!("{n:016x}"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<SessionInfo>>> {
+        // A poisoned lock only means another thread panicked while holding it; the map itself
+        // is still consistent (single insert/remove operations).
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Inserts a session; it is removed when the returned guard drops.
+    pub fn insert(self: &Arc<Self>, key: u64, info: SessionInfo) -> SessionGuard {
+        let info = Arc::new(info);
+        self.lock().insert(key, Arc::clone(&info));
+        SessionGuard {
+            table: Arc::clone(self),
+            key,
+            info,
+        }
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All live sessions, oldest first.
+    pub fn views(&self) -> Vec<SessionView> {
+        let mut v: Vec<(u64, SessionView)> = self.lock().iter().map(|(k, s)| (*k, s.view())).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+/// Keeps a session in the table; removes it on drop.
+#[derive(Debug)]
+pub struct SessionGuard {
+    table: Arc<SessionTable>,
+    key: u64,
+    info: Arc<SessionInfo>,
+}
+
+impl SessionGuard {
+    /// The session's info (counters are updated through it).
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        &self.info
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: String) -> SessionInfo {
+        SessionInfo {
+            id,
+            client: "127.0.0.1:1".parse().unwrap(),
+            gateway_path: "/p".into(),
+            service_url: "ws://h:1/p".into(),
+            service_id: "S".into(),
+            instance_id: "i".into(),
+            route: "r".into(),
+            subprotocol: None,
+            started_at: SystemTime::UNIX_EPOCH,
+            counters: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn guard_removes_on_drop_and_views_are_ordered() {
+        let t = Arc::new(SessionTable::new());
+        let (k1, id1) = t.next_id();
+        let (k2, id2) = t.next_id();
+        let g1 = t.insert(k1, info(id1.clone()));
+        let g2 = t.insert(k2, info(id2));
+        g1.info().counters.bytes_in.fetch_add(5, Ordering::Relaxed);
+        let v = t.views();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].session_id, id1);
+        assert_eq!(v[0].bytes_in, 5);
+        assert_eq!(v[0].started_at, "1970-01-01T00:00:00.000Z");
+        drop(g1);
+        assert_eq!(t.len(), 1);
+        drop(g2);
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,255 @@
+//! TLS material: PEM loading (through `rustls-pki-types`' `PemObject`), the listener's
+//! certificate store, and the client configuration for `wss` upstreams.
+//!
+//! The listener resolves its certificate through [`CertStore`], an `ArcSwap<CertifiedKey>`
+//! behind rustls' `ResolvesServerCert`: `resolve` does no I/O, it only loads an `Arc`, so a
+//! background task can swap in a new pair while handshakes run. Only TLS 1.2 and 1.3 are
+//! offered, with rustls' default (ring) cipher suites.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why TLS material could not be loaded. Names the file and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds no usable item.
+    #[error("{path}: {message}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (I/O error, no certificate, no key, bad PEM).
+        message: String,
+    },
+    /// The key does not fit the certificate, or rustls refused the material.
+    #[error("{cert} / {key}: {source}")]
+    Rustls {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+        /// The rustls error (e.g. `InconsistentKeys(KeyMismatch)`).
+        source: rustls::Error,
+    },
+    /// A generated (demo) certificate could not be made.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// The crypto provider used everywhere (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_err(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads every `CERTIFICATE` block of a PEM file, in order (leaf first for a chain).
+///
+/// # Errors
+/// [`TlsError::Pem`] if the file cannot be read, a block is malformed, or there is none.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let data = std::fs::read(path).map_err(|e| pem_err(path, e.to_string()))?;
+    load_certs_pem(&data).map_err(|m| pem_err(path, m))
+}
+
+fn load_certs_pem(data: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(data)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block found".into());
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key of a PEM file: PKCS#8 (`PRIVATE KEY`), PKCS#1
+/// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
+///
+/// # Errors
+/// [`TlsError::Pem`] if the file cannot be read or holds no key.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let data = std::fs::read(path).map_err(|e| pem_err(path, e.to_string()))?;
+    PrivateKeyDer::from_pem_slice(&data).map_err(|e| pem_err(path, format!("no usable private key: {e}")))
+}
+
+/// Loads a certificate chain and its key, and checks that the key matches the leaf
+/// certificate's public key.
+///
+/// # Errors
+/// [`TlsError::Pem`] for unreadable/empty files, [`TlsError::Rustls`] for an unsupported key
+/// or a key that does not match the certificate.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = load_certs(cert)?;
+    let der = load_key(key)?;
+    CertifiedKey::from_der(chain, der, &provider()).map_err(|source| TlsError::Rustls {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        source,
+    })
+}
+
+/// The listener's current certificate: an `ArcSwap<CertifiedKey>` read by every handshake.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertStore {
+    /// A store serving `key`.
+    pub fn new(key: CertifiedKey) -> CertStore {
+        CertStore {
+            current: ArcSwap::from_pointee(key),
+        }
+    }
+
+    /// Replaces the served certificate; handshakes that start afterwards use it, established
+    /// sessions keep theirs.
+    pub fn store(&self, key: CertifiedKey) {
+        self.current.store(Arc::new(key));
+    }
+
+    /// The certificate currently served.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Builds the listener's rustls configuration: TLS 1.2 + 1.3, no client auth, ALPN
+/// `http/1.1`, certificate from `store`.
+///
+/// # Errors
+/// Only if rustls rejects the protocol versions for the provider (not expected with ring).
+pub fn server_config(store: Arc<CertStore>) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Builds the client configuration for `wss` upstreams: the system roots (as found by
+/// `rustls-native-certs`) plus the certificates of `ca_file`, if given. Server certificates
+/// are verified against these roots and the instance's `hostName`.
+///
+/// System roots that fail to load are skipped (logged at debug); an unreadable or empty
+/// `ca_file` is an error.
+///
+/// # Errors
+/// [`TlsError::Pem`] for a bad `ca_file`, [`TlsError::Rustls`] if no root could be added at all.
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!(error = %e, "skipping a system CA certificate source");
+    }
+    let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if let Some(ca) = ca_file {
+        for cert in load_certs(ca)? {
+            roots.add(cert).map_err(|source| TlsError::Rustls {
+                cert: ca.to_path_buf(),
+                key: PathBuf::new(),
+                source,
+            })?;
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|source| TlsError::Rustls {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// A self-signed certificate and key (PEM) for `names` (DNS names or IP addresses), for the
+/// demo and tests.
+///
+/// # Errors
+/// [`TlsError::Generate`] if rcgen fails.
+pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
+    let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
+}
+
+/// Builds a [`CertifiedKey`] from PEM text (certificate chain, key), as [`load_certified_key`]
+/// does for files.
+///
+/// # Errors
+/// [`TlsError::Pem`] / [`TlsError::Rustls`] as for files, with `<memory>` as the path.
+pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, TlsError> {
+    let mem = Path::new("<memory>");
+    let chain = load_certs_pem(cert_pem.as_bytes()).map_err(|m| pem_err(mem, m))?;
+    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| pem_err(mem, e.to_string()))?;
+    CertifiedKey::from_der(chain, der, &provider()).map_err(|source| TlsError::Rustls {
+        cert: mem.to_path_buf(),
+        key: mem.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_a_generated_pair_and_refuses_a_mismatched_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1) = self_signed_pem(&["localhost"]).unwrap();
+        let (_c2, k2) = self_signed_pem(&["localhost"]).unwrap();
+        let (cp, kp, k2p) = (dir.path().join("c.pem"), dir.path().join("k.pem"), dir.path().join("k2.pem"));
+        std::fs::write(&cp, &c1).unwrap();
+        std::fs::write(&kp, &k1).unwrap();
+        std::fs::write(&k2p, &k2).unwrap();
+        let ck = load_certified_key(&cp, &kp).unwrap();
+        assert_eq!(ck.cert.len(), 1);
+        let e = load_certified_key(&cp, &k2p).unwrap_err();
+        assert!(matches!(e, TlsError::Rustls { .. }), "{e}");
+        assert!(e.to_string().contains("k2.pem"), "{e}");
+    }
+
+    #[test]
+    fn empty_and_missing_files_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = load_certs(&empty).unwrap_err();
+        assert!(e.to_string().contains("empty.pem") && e.to_string().contains("no CERTIFICATE"), "{e}");
+        let e = load_key(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        let e = load_key(&empty).unwrap_err();
+        assert!(e.to_string().contains("no usable private key"), "{e}");
+    }
+
+    #[test]
+    fn client_config_takes_an_extra_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = self_signed_pem(&["localhost"]).unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, c).unwrap();
+        client_config(Some(&p)).unwrap();
+        assert!(client_config(Some(&dir.path().join("nope.pem"))).is_err());
+    }
+}
