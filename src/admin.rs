@@ -24,8 +24,10 @@ use crate::proxy::Shared;
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -56,23 +58,41 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
 /// Answers a request under `/application`.
 pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Response<Full<Bytes>> {
     if !peer.ip().is_loopback() {
-        return json_error(StatusCode::FORBIDDEN, "diagnostics are only served to loopback clients", |_| {});
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "diagnostics are only served to loopback clients",
+            |_| {},
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported", |h| {
-            h.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        });
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET is supported",
+            |h| {
+                h.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            },
+        );
     }
     match req.uri().path().trim_end_matches('/') {
         "/application/websockets" => json_response(StatusCode::OK, &json!(shared.sessions.views())),
         "/application/health" | "/application/health/readiness" => {
             let (up, doc) = health(shared);
-            json_response(if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &doc)
+            json_response(
+                if up {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                &doc,
+            )
         }
         "/application/health/liveness" => json_response(StatusCode::OK, &json!({"status": "UP"})),
         "/application/routes" => {
             let table = shared.routes.load();
-            json_response(StatusCode::OK, &json!(table.services().iter().map(|s| &***s).collect::<Vec<_>>()))
+            json_response(
+                StatusCode::OK,
+                &json!(table.services().iter().map(|s| &***s).collect::<Vec<_>>()),
+            )
         }
         "/application/info" => json_response(
             StatusCode::OK,
@@ -82,6 +102,10 @@ pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Respons
                 "configPath": shared.config_path,
             }),
         ),
-        _ => json_error(StatusCode::NOT_FOUND, "unknown diagnostics endpoint", |_| {}),
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            "unknown diagnostics endpoint",
+            |_| {},
+        ),
     }
 }

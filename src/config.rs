@@ -268,7 +268,11 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-fn positive(key: &'static str, d: Option<Duration>, default: Duration) -> Result<Duration, ConfigError> {
+fn positive(
+    key: &'static str,
+    d: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match d {
         None => Ok(default),
         Some(d) if d.is_zero() => Err(invalid(key, "must be greater than zero (e.g. \"30s\")")),
@@ -276,11 +280,19 @@ fn positive(key: &'static str, d: Option<Duration>, default: Duration) -> Result
     }
 }
 
-fn size(key: &'static str, s: Option<bytesize::ByteSize>, default: usize) -> Result<usize, ConfigError> {
+fn size(
+    key: &'static str,
+    s: Option<bytesize::ByteSize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
     match s {
         None => Ok(default),
-        Some(s) if s.as_u64() == 0 => Err(invalid(key, "must be greater than zero (e.g. \"16MiB\")")),
-        Some(s) => usize::try_from(s.as_u64()).map_err(|_| invalid(key, "too large for this platform")),
+        Some(s) if s.as_u64() == 0 => {
+            Err(invalid(key, "must be greater than zero (e.g. \"16MiB\")"))
+        }
+        Some(s) => {
+            usize::try_from(s.as_u64()).map_err(|_| invalid(key, "too large for this platform"))
+        }
     }
 }
 
@@ -300,7 +312,10 @@ fn eureka_url(url: &str) -> Result<String, ConfigError> {
         }
     }
     if uri.host().is_none() {
-        return Err(invalid("registry.eureka_urls", format!("{url:?} has no host")));
+        return Err(invalid(
+            "registry.eureka_urls",
+            format!("{url:?} has no host"),
+        ));
     }
     let mut url = url.to_owned();
     if !url.ends_with('/') {
@@ -324,14 +339,18 @@ impl RawConfig {
         })?;
 
         let tls = if self.tls.enabled.unwrap_or(true) {
-            let cert = self
-                .tls
-                .cert
-                .ok_or_else(|| invalid("tls.cert", "required when TLS is enabled (or set tls.enabled = false)"))?;
-            let key = self
-                .tls
-                .key
-                .ok_or_else(|| invalid("tls.key", "required when TLS is enabled (or set tls.enabled = false)"))?;
+            let cert = self.tls.cert.ok_or_else(|| {
+                invalid(
+                    "tls.cert",
+                    "required when TLS is enabled (or set tls.enabled = false)",
+                )
+            })?;
+            let key = self.tls.key.ok_or_else(|| {
+                invalid(
+                    "tls.key",
+                    "required when TLS is enabled (or set tls.enabled = false)",
+                )
+            })?;
             Some(TlsFiles { cert, key })
         } else {
             None
@@ -353,9 +372,16 @@ impl RawConfig {
             }
             (Some(urls), None) => {
                 if urls.is_empty() {
-                    return Err(invalid("registry.eureka_urls", "must list at least one URL"));
+                    return Err(invalid(
+                        "registry.eureka_urls",
+                        "must list at least one URL",
+                    ));
                 }
-                RegistrySource::Eureka(urls.iter().map(|u| eureka_url(u)).collect::<Result<_, _>>()?)
+                RegistrySource::Eureka(
+                    urls.iter()
+                        .map(|u| eureka_url(u))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             (None, Some(file)) => RegistrySource::File(file),
         };
@@ -363,14 +389,31 @@ impl RawConfig {
             None => WireFormat::Json,
             Some(f) if f.eq_ignore_ascii_case("json") => WireFormat::Json,
             Some(f) if f.eq_ignore_ascii_case("xml") => WireFormat::Xml,
-            Some(f) => return Err(invalid("registry.format", format!("{f:?} is not \"json\" or \"xml\""))),
+            Some(f) => {
+                return Err(invalid(
+                    "registry.format",
+                    format!("{f:?} is not \"json\" or \"xml\""),
+                ))
+            }
         };
         let registry = RegistryConfig {
             source: registry_source,
             format,
-            refresh_interval: positive("registry.refresh_interval", r.refresh_interval, Duration::from_secs(30))?,
-            connect_timeout: positive("registry.connect_timeout", r.connect_timeout, Duration::from_secs(5))?,
-            read_timeout: positive("registry.read_timeout", r.read_timeout, Duration::from_secs(8))?,
+            refresh_interval: positive(
+                "registry.refresh_interval",
+                r.refresh_interval,
+                Duration::from_secs(30),
+            )?,
+            connect_timeout: positive(
+                "registry.connect_timeout",
+                r.connect_timeout,
+                Duration::from_secs(5),
+            )?,
+            read_timeout: positive(
+                "registry.read_timeout",
+                r.read_timeout,
+                Duration::from_secs(8),
+            )?,
             max_payload_size: size("registry.max_payload_size", r.max_payload_size, 64 << 20)?,
         };
 
@@ -380,8 +423,16 @@ impl RawConfig {
             return Err(invalid("upstream.max_attempts", "must be at least 1"));
         }
         let upstream = UpstreamConfig {
-            connect_timeout: positive("upstream.connect_timeout", u.connect_timeout, Duration::from_secs(45))?,
-            handshake_timeout: positive("upstream.handshake_timeout", u.handshake_timeout, Duration::from_secs(30))?,
+            connect_timeout: positive(
+                "upstream.connect_timeout",
+                u.connect_timeout,
+                Duration::from_secs(45),
+            )?,
+            handshake_timeout: positive(
+                "upstream.handshake_timeout",
+                u.handshake_timeout,
+                Duration::from_secs(30),
+            )?,
             ca_file: u.ca_file,
             max_attempts,
         };
@@ -398,19 +449,35 @@ impl RawConfig {
         let limits = Limits {
             max_message_size,
             max_frame_size,
-            handshake_timeout: positive("limits.handshake_timeout", l.handshake_timeout, Duration::from_secs(10))?,
-            close_timeout: positive("limits.close_timeout", l.close_timeout, Duration::from_secs(5))?,
+            handshake_timeout: positive(
+                "limits.handshake_timeout",
+                l.handshake_timeout,
+                Duration::from_secs(10),
+            )?,
+            close_timeout: positive(
+                "limits.close_timeout",
+                l.close_timeout,
+                Duration::from_secs(5),
+            )?,
         };
 
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
-            return Err(invalid("log.level", format!("{level:?} is not a valid filter: {e}")));
+            return Err(invalid(
+                "log.level",
+                format!("{level:?} is not a valid filter: {e}"),
+            ));
         }
         let format = match self.log.format.as_deref().map(str::trim) {
             None => LogFormat::Text,
             Some(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,
             Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
-            Some(f) => return Err(invalid("log.format", format!("{f:?} is not \"text\" or \"json\""))),
+            Some(f) => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{f:?} is not \"text\" or \"json\""),
+                ))
+            }
         };
 
         Ok(Config {
@@ -465,7 +532,11 @@ mod tests {
 
     #[test]
     fn minimal_file_source_gets_defaults() {
-        let c = Config::from_toml("[tls]\nenabled = false\n[registry]\nfile = \"r.xml\"\n", None).unwrap();
+        let c = Config::from_toml(
+            "[tls]\nenabled = false\n[registry]\nfile = \"r.xml\"\n",
+            None,
+        )
+        .unwrap();
         assert_eq!(c.listen, "0.0.0.0:10010".parse().unwrap());
         assert!(c.tls.is_none());
         assert_eq!(c.registry.source, RegistrySource::File("r.xml".into()));
@@ -496,7 +567,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.registry.source,
-            RegistrySource::Eureka(vec!["http://a:8761/eureka/".into(), "https://u:p@b/eureka/".into()])
+            RegistrySource::Eureka(vec![
+                "http://a:8761/eureka/".into(),
+                "https://u:p@b/eureka/".into()
+            ])
         );
         assert_eq!(c.registry.refresh_interval, Duration::from_secs(90));
         assert_eq!(c.registry.format, WireFormat::Xml);
@@ -508,7 +582,8 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
-        let e = Config::from_toml(&format!("{base}[listen]\naddress = \"nope\"\n"), None).unwrap_err();
+        let e =
+            Config::from_toml(&format!("{base}[listen]\naddress = \"nope\"\n"), None).unwrap_err();
         assert_eq!(key_of(e), "listen.address");
         let e = Config::from_toml("[registry]\nfile = \"r\"\n", None).unwrap_err();
         assert_eq!(key_of(e), "tls.cert");
@@ -516,8 +591,11 @@ mod tests {
         assert_eq!(key_of(e), "registry");
         let e = Config::from_toml(&format!("{base}refresh_interval = \"0s\"\n"), None).unwrap_err();
         assert_eq!(key_of(e), "registry.refresh_interval");
-        let e = Config::from_toml(&format!("{base}[limits]\nmax_frame_size = \"2MiB\"\nmax_message_size = \"1MiB\"\n"), None)
-            .unwrap_err();
+        let e = Config::from_toml(
+            &format!("{base}[limits]\nmax_frame_size = \"2MiB\"\nmax_message_size = \"1MiB\"\n"),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(key_of(e), "limits.max_frame_size");
         let e = Config::from_toml(
             "[tls]\nenabled = false\n[registry]\neureka_urls = [\"ftp://x/\"]\n",
@@ -531,12 +609,19 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_types_are_rejected_with_the_name() {
-        let e = Config::from_toml("[tls]\nenabled = false\nfoo = 1\n[registry]\nfile = \"r\"\n", None).unwrap_err();
+        let e = Config::from_toml(
+            "[tls]\nenabled = false\nfoo = 1\n[registry]\nfile = \"r\"\n",
+            None,
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, ConfigError::Parse { .. }), "{msg}");
         assert!(msg.contains("foo"), "{msg}");
-        let e = Config::from_toml("[tls]\nenabled = false\n[registry]\nfile = \"r\"\nrefresh_interval = \"soon\"\n", None)
-            .unwrap_err();
+        let e = Config::from_toml(
+            "[tls]\nenabled = false\n[registry]\nfile = \"r\"\nrefresh_interval = \"soon\"\n",
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("refresh_interval"), "{e}");
     }
 

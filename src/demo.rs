@@ -24,7 +24,9 @@ pub const EXAMPLE_REGISTRY: &str = include_str!("../examples/registry.xml");
 /// # Errors
 /// If no loopback port can be bound.
 pub async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind the demo echo service")?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the demo echo service")?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
@@ -33,7 +35,9 @@ pub async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<SocketAdd
                 a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
             };
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                         break;

@@ -63,7 +63,9 @@ impl Agent {
     /// Returns false if tasks were still running when `grace` ran out.
     pub async fn drained(&self, grace: Duration) -> bool {
         self.shared.tracker.close();
-        tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -85,7 +87,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let acceptor = match &config.tls {
         Some(files) => {
-            let key = tls::load_certified_key(&files.cert, &files.key).context("cannot load the listener certificate")?;
+            let key = tls::load_certified_key(&files.cert, &files.key)
+                .context("cannot load the listener certificate")?;
             let store = Arc::new(tls::CertStore::new(key));
             let cfg = tls::server_config(store).context("cannot build the TLS configuration")?;
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
@@ -95,7 +98,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             None
         }
     };
-    let client_tls = tls::client_config(config.upstream.ca_file.as_deref()).context("cannot load upstream.ca_file")?;
+    let client_tls = tls::client_config(config.upstream.ca_file.as_deref())
+        .context("cannot load upstream.ca_file")?;
 
     // Registry: first load now, then refresh in the background.
     let interval = config.registry.refresh_interval;
@@ -161,7 +165,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         started_at: SystemTime::now(),
         config_path: config.source.as_ref().map(|p| p.display().to_string()),
     });
-    tracker.spawn(proxy::listener::serve(listener, acceptor, Arc::clone(&shared)));
+    tracker.spawn(proxy::listener::serve(
+        listener,
+        acceptor,
+        Arc::clone(&shared),
+    ));
     let scheme = if config.tls.is_some() { "wss" } else { "ws" };
     tracing::info!(address = %local_addr, scheme, "listening");
     Ok(Agent { local_addr, shared })
@@ -174,9 +182,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let agent = start(config, shutdown.clone()).await?;
     shutdown.cancelled().await;
-    tracing::info!(sessions = agent.live_sessions(), "shutting down: closing sessions with 1001");
+    tracing::info!(
+        sessions = agent.live_sessions(),
+        "shutting down: closing sessions with 1001"
+    );
     if !agent.drained(SHUTDOWN_GRACE).await {
-        tracing::warn!(sessions = agent.live_sessions(), "shutdown grace period over; dropping what is left");
+        tracing::warn!(
+            sessions = agent.live_sessions(),
+            "shutdown grace period over; dropping what is left"
+        );
     }
     Ok(())
 }
@@ -191,16 +205,19 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
     if let Some(files) = &config.tls {
         tls::load_certified_key(&files.cert, &files.key).context("listener certificate")?;
     }
-    let client_tls = tls::client_config(config.upstream.ca_file.as_deref()).context("upstream.ca_file")?;
+    let client_tls =
+        tls::client_config(config.upstream.ca_file.as_deref()).context("upstream.ca_file")?;
     let (snapshot, source) = match &config.registry.source {
         RegistrySource::File(path) => (
             registry::file::load(path, config.registry.max_payload_size).await?,
             path.display().to_string(),
         ),
-        RegistrySource::Eureka(urls) => EurekaClient::new(urls.clone(), &config.registry, client_tls)?
-            .fetch()
-            .await
-            .map_err(anyhow::Error::msg)?,
+        RegistrySource::Eureka(urls) => {
+            EurekaClient::new(urls.clone(), &config.registry, client_tls)?
+                .fetch()
+                .await
+                .map_err(anyhow::Error::msg)?
+        }
     };
     let table = RouteTable::build(&snapshot);
     Ok(render_routes(&table, &source, &snapshot))
@@ -217,14 +234,25 @@ pub fn render_routes(table: &RouteTable, source: &str, snapshot: &registry::Snap
     for svc in table.services() {
         for r in &svc.routes {
             if svc.instances.is_empty() {
-                rows.push([svc.service_id.clone(), r.gateway_url.clone(), r.service_url.clone(), "-".into()]);
+                rows.push([
+                    svc.service_id.clone(),
+                    r.gateway_url.clone(),
+                    r.service_url.clone(),
+                    "-".into(),
+                ]);
             }
             for ep in &svc.instances {
                 rows.push([
                     svc.service_id.clone(),
                     r.gateway_url.clone(),
                     r.service_url.clone(),
-                    format!("{}://{}:{} {}", ep.scheme.as_str(), ep.host, ep.port, ep.status),
+                    format!(
+                        "{}://{}:{} {}",
+                        ep.scheme.as_str(),
+                        ep.host,
+                        ep.port,
+                        ep.status
+                    ),
                 ]);
             }
         }

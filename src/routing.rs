@@ -100,7 +100,9 @@ pub struct Service {
 
 impl PartialEq for Service {
     fn eq(&self, other: &Self) -> bool {
-        self.service_id == other.service_id && self.routes == other.routes && self.instances == other.instances
+        self.service_id == other.service_id
+            && self.routes == other.routes
+            && self.instances == other.instances
     }
 }
 
@@ -119,7 +121,11 @@ impl Service {
         } else {
             self.cursor.fetch_add(1, Ordering::Relaxed) % n
         };
-        (0..n.min(max)).filter_map(move |i| self.up.get((start + i) % n).and_then(|&j| self.instances.get(j)))
+        (0..n.min(max)).filter_map(move |i| {
+            self.up
+                .get((start + i) % n)
+                .and_then(|&j| self.instances.get(j))
+        })
     }
 }
 
@@ -220,7 +226,9 @@ impl RouteTable {
                 // Pair gatewayUrl/serviceUrl by route name (metadata is a BTreeMap: ordered).
                 let mut pending: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
                 for (k, v) in &inst.metadata {
-                    let Some((name, kind)) = route_key(k) else { continue };
+                    let Some((name, kind)) = route_key(k) else {
+                        continue;
+                    };
                     let slot = match pending.iter().position(|p| p.0 == name) {
                         Some(i) => i,
                         None => {
@@ -239,7 +247,9 @@ impl RouteTable {
                 for (name, g, s) in pending {
                     let (Some(g), Some(s)) = (g, s) else { continue };
                     let gateway_url = normalize_gateway_url(g);
-                    if !is_ws_gateway_url(&gateway_url) || routes.iter().any(|r| r.gateway_url == gateway_url) {
+                    if !is_ws_gateway_url(&gateway_url)
+                        || routes.iter().any(|r| r.gateway_url == gateway_url)
+                    {
                         continue;
                     }
                     routes.push(Route {
@@ -274,7 +284,12 @@ impl RouteTable {
             if routes.is_empty() {
                 continue;
             }
-            routes.sort_by(|a, b| b.gateway_url.len().cmp(&a.gateway_url.len()).then(a.gateway_url.cmp(&b.gateway_url)));
+            routes.sort_by(|a, b| {
+                b.gateway_url
+                    .len()
+                    .cmp(&a.gateway_url.len())
+                    .then(a.gateway_url.cmp(&b.gateway_url))
+            });
             for r in &routes {
                 max_gateway_segments = max_gateway_segments.max(r.gateway_url.split('/').count());
             }
@@ -363,7 +378,9 @@ impl RouteTable {
             .take(self.max_gateway_segments + 1)
             .collect();
         for k in (1..=self.max_gateway_segments.min(seg_ends.len())).rev() {
-            let Some(&g_end) = seg_ends.get(k - 1) else { continue };
+            let Some(&g_end) = seg_ends.get(k - 1) else {
+                continue;
+            };
             let gateway = &rest[..g_end];
             let after_g = &rest[g_end + 1..];
             let (sid, tail) = after_g.split_once('/').unwrap_or((after_g, ""));
@@ -388,8 +405,13 @@ fn strip_segments<'a>(after: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn resolved(svc: &Arc<Service>, route: usize, tail: &str, query: Option<&str>) -> Resolved {
-    let service_url = svc.routes.get(route).map_or("/", |r| r.service_url.as_str());
-    let mut p = String::with_capacity(service_url.len() + tail.len() + query.map_or(0, |q| q.len() + 1) + 1);
+    let service_url = svc
+        .routes
+        .get(route)
+        .map_or("/", |r| r.service_url.as_str());
+    let mut p = String::with_capacity(
+        service_url.len() + tail.len() + query.map_or(0, |q| q.len() + 1) + 1,
+    );
     p.push_str(service_url);
     if !tail.is_empty() {
         if !p.ends_with('/') {
@@ -419,7 +441,8 @@ fn check_path(path: &str) -> Result<(), LookupError> {
                 let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) else {
                     return Err(LookupError::BadPath("broken percent escape"));
                 };
-                let (Some(h), Some(l)) = ((h as char).to_digit(16), (l as char).to_digit(16)) else {
+                let (Some(h), Some(l)) = ((h as char).to_digit(16), (l as char).to_digit(16))
+                else {
                     return Err(LookupError::BadPath("broken percent escape"));
                 };
                 let v = h * 16 + l;
@@ -462,19 +485,34 @@ mod tests {
     use super::*;
     use crate::registry::{Application, Instance, PortInfo};
 
-    fn inst(id: &str, host: &str, port: u16, secure: bool, status: Status, routes: &[(&str, &str, &str)]) -> Instance {
+    fn inst(
+        id: &str,
+        host: &str,
+        port: u16,
+        secure: bool,
+        status: Status,
+        routes: &[(&str, &str, &str)],
+    ) -> Instance {
         let mut i = Instance {
             instance_id: id.into(),
             app: "SVC".into(),
             host_name: host.into(),
             status,
-            port: PortInfo { port, enabled: !secure },
-            secure_port: PortInfo { port, enabled: secure },
+            port: PortInfo {
+                port,
+                enabled: !secure,
+            },
+            secure_port: PortInfo {
+                port,
+                enabled: secure,
+            },
             ..Default::default()
         };
         for (n, g, s) in routes {
-            i.metadata.insert(format!("apiml.routes.{n}.gatewayUrl"), (*g).into());
-            i.metadata.insert(format!("apiml.routes.{n}.serviceUrl"), (*s).into());
+            i.metadata
+                .insert(format!("apiml.routes.{n}.gatewayUrl"), (*g).into());
+            i.metadata
+                .insert(format!("apiml.routes.{n}.serviceUrl"), (*s).into());
         }
         i
     }
@@ -515,7 +553,9 @@ mod tests {
         let t = dc();
         let r = t.resolve("/discoverableclient/ws/v1/echo", None).unwrap();
         assert_eq!(r.upstream_path, "/discoverableclient/ws/echo");
-        let r = t.resolve("/ws/v1/discoverableclient/echo", Some("a=1&b=2")).unwrap();
+        let r = t
+            .resolve("/ws/v1/discoverableclient/echo", Some("a=1&b=2"))
+            .unwrap();
         assert_eq!(r.upstream_path, "/discoverableclient/ws/echo?a=1&b=2");
         assert_eq!(r.route().unwrap().name, "ws_v1");
     }
@@ -523,19 +563,46 @@ mod tests {
     #[test]
     fn service_id_is_case_insensitive_and_no_path_maps_to_service_url() {
         let t = dc();
-        assert_eq!(t.resolve("/DiscoverableClient/ws/v1", None).unwrap().upstream_path, "/discoverableclient/ws");
-        assert_eq!(t.resolve("/ws/v1/DISCOVERABLECLIENT", None).unwrap().upstream_path, "/discoverableclient/ws");
-        assert_eq!(t.resolve("/ws/v1/discoverableclient/", None).unwrap().upstream_path, "/discoverableclient/ws");
+        assert_eq!(
+            t.resolve("/DiscoverableClient/ws/v1", None)
+                .unwrap()
+                .upstream_path,
+            "/discoverableclient/ws"
+        );
+        assert_eq!(
+            t.resolve("/ws/v1/DISCOVERABLECLIENT", None)
+                .unwrap()
+                .upstream_path,
+            "/discoverableclient/ws"
+        );
+        assert_eq!(
+            t.resolve("/ws/v1/discoverableclient/", None)
+                .unwrap()
+                .upstream_path,
+            "/discoverableclient/ws"
+        );
     }
 
     #[test]
     fn longest_gateway_url_wins_in_both_forms() {
         let t = dc();
-        assert_eq!(t.resolve("/discoverableclient/ws/v1/deep/x", None).unwrap().upstream_path, "/deep/x");
-        assert_eq!(t.resolve("/ws/v1/deep/discoverableclient/x", None).unwrap().upstream_path, "/deep/x");
+        assert_eq!(
+            t.resolve("/discoverableclient/ws/v1/deep/x", None)
+                .unwrap()
+                .upstream_path,
+            "/deep/x"
+        );
+        assert_eq!(
+            t.resolve("/ws/v1/deep/discoverableclient/x", None)
+                .unwrap()
+                .upstream_path,
+            "/deep/x"
+        );
         // "ws/v1/deeper" is not the segment "deep".
         assert_eq!(
-            t.resolve("/discoverableclient/ws/v1/deeper", None).unwrap().upstream_path,
+            t.resolve("/discoverableclient/ws/v1/deeper", None)
+                .unwrap()
+                .upstream_path,
             "/discoverableclient/ws/deeper"
         );
     }
@@ -543,8 +610,14 @@ mod tests {
     #[test]
     fn non_ws_routes_and_unknown_paths_are_not_found() {
         let t = dc();
-        assert_eq!(t.resolve("/discoverableclient/api/v1/x", None).unwrap_err(), LookupError::NoRoute);
-        assert_eq!(t.resolve("/other/ws/v1/x", None).unwrap_err(), LookupError::NoRoute);
+        assert_eq!(
+            t.resolve("/discoverableclient/api/v1/x", None).unwrap_err(),
+            LookupError::NoRoute
+        );
+        assert_eq!(
+            t.resolve("/other/ws/v1/x", None).unwrap_err(),
+            LookupError::NoRoute
+        );
         assert_eq!(t.resolve("/", None).unwrap_err(), LookupError::NoRoute);
         assert_eq!(t.resolve("", None).unwrap_err(), LookupError::NoRoute);
     }
@@ -562,7 +635,10 @@ mod tests {
             "/discoverableclient/ws/v1/x%2",
             "/discoverableclient/ws/v1/..",
         ] {
-            assert!(matches!(t.resolve(p, None), Err(LookupError::BadPath(_))), "{p}");
+            assert!(
+                matches!(t.resolve(p, None), Err(LookupError::BadPath(_))),
+                "{p}"
+            );
         }
         assert!(t.resolve("/discoverableclient/ws/v1/a..b/.x", None).is_ok());
     }
@@ -572,7 +648,14 @@ mod tests {
         let t = table(vec![(
             "SVC",
             vec![
-                inst("1", "h1:9999", 8001, false, Status::Up, &[("w", "ws", "/s")]),
+                inst(
+                    "1",
+                    "h1:9999",
+                    8001,
+                    false,
+                    Status::Up,
+                    &[("w", "ws", "/s")],
+                ),
                 inst("2", "h2", 8443, true, Status::Up, &[]),
                 inst("3", "h3", 8003, false, Status::Down, &[]),
             ],
@@ -583,7 +666,10 @@ mod tests {
         assert_eq!(svc.up_count(), 2);
         assert_eq!(svc.instances[0].host, "h1");
         assert_eq!(svc.instances[0].scheme, Scheme::Ws);
-        assert_eq!((svc.instances[1].scheme, svc.instances[1].port), (Scheme::Wss, 8443));
+        assert_eq!(
+            (svc.instances[1].scheme, svc.instances[1].port),
+            (Scheme::Wss, 8443)
+        );
         let first: Vec<_> = svc.candidates(3).map(|e| e.instance_id.clone()).collect();
         let second: Vec<_> = svc.candidates(3).map(|e| e.instance_id.clone()).collect();
         assert_eq!(first, vec!["1", "2"]);
@@ -603,16 +689,39 @@ mod tests {
 
     #[test]
     fn routes_merge_across_instances_and_keys_need_four_parts() {
-        let mut a = inst("1", "h1", 8001, false, Status::Up, &[("one", "ws/one", "/1")]);
-        a.metadata.insert("apiml.routes.x.y.gatewayUrl".into(), "ws/bad".into());
-        a.metadata.insert("apiml.routes.x.y.serviceUrl".into(), "/bad".into());
-        a.metadata.insert("apiml.routes.half.gatewayUrl".into(), "ws/half".into());
-        let b = inst("2", "h2", 8002, false, Status::Up, &[("two", "ws/two", "/2")]);
+        let mut a = inst(
+            "1",
+            "h1",
+            8001,
+            false,
+            Status::Up,
+            &[("one", "ws/one", "/1")],
+        );
+        a.metadata
+            .insert("apiml.routes.x.y.gatewayUrl".into(), "ws/bad".into());
+        a.metadata
+            .insert("apiml.routes.x.y.serviceUrl".into(), "/bad".into());
+        a.metadata
+            .insert("apiml.routes.half.gatewayUrl".into(), "ws/half".into());
+        let b = inst(
+            "2",
+            "h2",
+            8002,
+            false,
+            Status::Up,
+            &[("two", "ws/two", "/2")],
+        );
         let t = table(vec![("SVC", vec![a, b])]);
         assert!(t.resolve("/svc/ws/one", None).is_ok());
         assert!(t.resolve("/svc/ws/two", None).is_ok());
-        assert_eq!(t.resolve("/svc/ws/bad", None).unwrap_err(), LookupError::NoRoute);
-        assert_eq!(t.resolve("/svc/ws/half", None).unwrap_err(), LookupError::NoRoute);
+        assert_eq!(
+            t.resolve("/svc/ws/bad", None).unwrap_err(),
+            LookupError::NoRoute
+        );
+        assert_eq!(
+            t.resolve("/svc/ws/half", None).unwrap_err(),
+            LookupError::NoRoute
+        );
     }
 
     #[test]

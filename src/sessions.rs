@@ -157,7 +157,8 @@ impl SessionTable {
 
     /// All live sessions, oldest first.
     pub fn views(&self) -> Vec<SessionView> {
-        let mut v: Vec<(u64, SessionView)> = self.lock().iter().map(|(k, s)| (*k, s.view())).collect();
+        let mut v: Vec<(u64, SessionView)> =
+            self.lock().iter().map(|(k, s)| (*k, s.view())).collect();
         v.sort_by_key(|(k, _)| *k);
         v.into_iter().map(|(_, s)| s).collect()
     }

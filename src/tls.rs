@@ -80,7 +80,8 @@ fn load_certs_pem(data: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 /// [`TlsError::Pem`] if the file cannot be read or holds no key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let data = std::fs::read(path).map_err(|e| pem_err(path, e.to_string()))?;
-    PrivateKeyDer::from_pem_slice(&data).map_err(|e| pem_err(path, format!("no usable private key: {e}")))
+    PrivateKeyDer::from_pem_slice(&data)
+        .map_err(|e| pem_err(path, format!("no usable private key: {e}")))
 }
 
 /// Loads a certificate chain and its key, and checks that the key matches the leaf
@@ -190,7 +191,8 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
 /// [`TlsError::Generate`] if rcgen fails.
 pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
     let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let ck =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
 }
 
@@ -202,7 +204,8 @@ pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
 pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, TlsError> {
     let mem = Path::new("<memory>");
     let chain = load_certs_pem(cert_pem.as_bytes()).map_err(|m| pem_err(mem, m))?;
-    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| pem_err(mem, e.to_string()))?;
+    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| pem_err(mem, e.to_string()))?;
     CertifiedKey::from_der(chain, der, &provider()).map_err(|source| TlsError::Rustls {
         cert: mem.to_path_buf(),
         key: mem.to_path_buf(),
@@ -219,7 +222,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c1, k1) = self_signed_pem(&["localhost"]).unwrap();
         let (_c2, k2) = self_signed_pem(&["localhost"]).unwrap();
-        let (cp, kp, k2p) = (dir.path().join("c.pem"), dir.path().join("k.pem"), dir.path().join("k2.pem"));
+        let (cp, kp, k2p) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("k2.pem"),
+        );
         std::fs::write(&cp, &c1).unwrap();
         std::fs::write(&kp, &k1).unwrap();
         std::fs::write(&k2p, &k2).unwrap();
@@ -236,7 +243,10 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         let e = load_certs(&empty).unwrap_err();
-        assert!(e.to_string().contains("empty.pem") && e.to_string().contains("no CERTIFICATE"), "{e}");
+        assert!(
+            e.to_string().contains("empty.pem") && e.to_string().contains("no CERTIFICATE"),
+            "{e}"
+        );
         let e = load_key(&dir.path().join("missing.pem")).unwrap_err();
         assert!(e.to_string().contains("missing.pem"), "{e}");
         let e = load_key(&empty).unwrap_err();

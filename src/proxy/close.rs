@@ -69,8 +69,12 @@ impl HandshakeError {
             HandshakeError::BadRequest(_) | HandshakeError::BadPath(_) => StatusCode::BAD_REQUEST,
             HandshakeError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             HandshakeError::NoRoute => StatusCode::NOT_FOUND,
-            HandshakeError::NoInstance(_) | HandshakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            HandshakeError::BadGateway(_) | HandshakeError::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
+            HandshakeError::NoInstance(_) | HandshakeError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            HandshakeError::BadGateway(_) | HandshakeError::UpstreamStatus { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             HandshakeError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -82,7 +86,10 @@ impl HandshakeError {
         json_error(status, &self.to_string(), |h| {
             if status == StatusCode::UPGRADE_REQUIRED {
                 h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-                h.insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                h.insert(
+                    http::header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
             }
         })
     }
@@ -102,7 +109,10 @@ pub fn json_error(
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     extra(h);
     resp
 }
@@ -148,7 +158,14 @@ mod tests {
         assert_eq!(HandshakeError::NoRoute.status(), 404);
         assert_eq!(HandshakeError::NoInstance("S".into()).status(), 503);
         assert_eq!(HandshakeError::BadGateway("x".into()).status(), 502);
-        assert_eq!(HandshakeError::UpstreamStatus { service: "S".into(), status: 403 }.status(), 502);
+        assert_eq!(
+            HandshakeError::UpstreamStatus {
+                service: "S".into(),
+                status: 403
+            }
+            .status(),
+            502
+        );
         assert_eq!(HandshakeError::GatewayTimeout("x".into()).status(), 504);
         let r = HandshakeError::UpgradeRequired("x".into()).to_response();
         assert_eq!(r.status(), 426);

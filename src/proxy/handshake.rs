@@ -58,18 +58,29 @@ pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeE
         ));
     }
     if req.method() != Method::GET {
-        return Err(HandshakeError::BadRequest("a WebSocket upgrade must use GET".into()));
+        return Err(HandshakeError::BadRequest(
+            "a WebSocket upgrade must use GET".into(),
+        ));
     }
     if req.version() != Version::HTTP_11 {
-        return Err(HandshakeError::BadRequest("a WebSocket upgrade needs HTTP/1.1".into()));
+        return Err(HandshakeError::BadRequest(
+            "a WebSocket upgrade needs HTTP/1.1".into(),
+        ));
     }
     if !has_token(h, header::CONNECTION, "upgrade") {
-        return Err(HandshakeError::BadRequest("missing `Connection: Upgrade`".into()));
+        return Err(HandshakeError::BadRequest(
+            "missing `Connection: Upgrade`".into(),
+        ));
     }
     if h.get_all(header::HOST).iter().count() > 1 {
-        return Err(HandshakeError::BadRequest("more than one Host header".into()));
+        return Err(HandshakeError::BadRequest(
+            "more than one Host header".into(),
+        ));
     }
-    match h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) {
+    match h
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+    {
         Some(b"13") => {}
         _ => {
             return Err(HandshakeError::UpgradeRequired(
@@ -102,13 +113,18 @@ pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeE
 fn is_valid_key(k: &[u8]) -> bool {
     k.len() == 24
         && k.ends_with(b"==")
-        && k.get(..22)
-            .is_some_and(|s| s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'))
+        && k.get(..22).is_some_and(|s| {
+            s.iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        })
 }
 
 /// The 101 answer to the client: `Sec-WebSocket-Accept` for its key and the subprotocol the
 /// service chose (if any).
-pub fn switching_protocols<B: Default>(key: &HeaderValue, protocol: Option<&HeaderValue>) -> Response<B> {
+pub fn switching_protocols<B: Default>(
+    key: &HeaderValue,
+    protocol: Option<&HeaderValue>,
+) -> Response<B> {
     let mut resp = Response::new(B::default());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -173,7 +189,9 @@ fn upstream_request(
         .method(Method::GET)
         .uri(path)
         .body(http_body_util::Empty::new())
-        .map_err(|e| HandshakeError::BadRequest(format!("cannot build the upstream request: {e}")))?;
+        .map_err(|e| {
+            HandshakeError::BadRequest(format!("cannot build the upstream request: {e}"))
+        })?;
     let h = req.headers_mut();
     // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
     let named: Vec<String> = client_headers
@@ -194,22 +212,37 @@ fn upstream_request(
     } else {
         format!("{}:{}", ep.host, ep.port)
     };
-    let bad = |what: &str| HandshakeError::BadGateway(format!("cannot build the {what} header for the service"));
-    h.insert(header::HOST, HeaderValue::from_str(&host).map_err(|_| bad("Host"))?);
+    let bad = |what: &str| {
+        HandshakeError::BadGateway(format!("cannot build the {what} header for the service"))
+    };
+    h.insert(
+        header::HOST,
+        HeaderValue::from_str(&host).map_err(|_| bad("Host"))?,
+    );
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-    h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(key).map_err(|_| bad("Sec-WebSocket-Key"))?);
+    h.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    h.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(key).map_err(|_| bad("Sec-WebSocket-Key"))?,
+    );
     if !offered.is_empty() {
         let joined = offered.join(", ");
         h.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_str(&joined).map_err(|_| HandshakeError::BadRequest("bad Sec-WebSocket-Protocol".into()))?,
+            HeaderValue::from_str(&joined)
+                .map_err(|_| HandshakeError::BadRequest("bad Sec-WebSocket-Protocol".into()))?,
         );
     }
     // X-Forwarded-For: append the client to any list it brought.
     let ip = client.peer.ip().to_string();
-    let xff = match client_headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match client_headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
         _ => ip,
     };
@@ -217,7 +250,10 @@ fn upstream_request(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert("x-forwarded-for", v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static(if client.tls { "https" } else { "http" }));
+    h.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+    );
     if let Some(v) = client_headers.get(header::HOST) {
         h.insert("x-forwarded-host", v.clone());
     }
@@ -251,7 +287,10 @@ pub struct Connected {
 /// Whether a failed attempt may be retried on another instance (connect-level failures only;
 /// an HTTP answer from the service is final).
 pub fn is_retryable(e: &HandshakeError) -> bool {
-    matches!(e, HandshakeError::BadGateway(_) | HandshakeError::GatewayTimeout(_))
+    matches!(
+        e,
+        HandshakeError::BadGateway(_) | HandshakeError::GatewayTimeout(_)
+    )
 }
 
 /// The URL of the service leg, e.g. `wss://host:10012/discoverableclient/ws/echo?x=1`.
@@ -282,7 +321,12 @@ pub async fn connect(
 ) -> Result<Connected, HandshakeError> {
     let started = Instant::now();
     let url = || upstream_url(ep, "");
-    let tcp = match tokio::time::timeout(s.connect_timeout, TcpStream::connect((ep.host.as_str(), ep.port))).await {
+    let tcp = match tokio::time::timeout(
+        s.connect_timeout,
+        TcpStream::connect((ep.host.as_str(), ep.port)),
+    )
+    .await
+    {
         Err(_) => {
             return Err(HandshakeError::GatewayTimeout(format!(
                 "connecting to {} timed out after {:?}",
@@ -290,7 +334,12 @@ pub async fn connect(
                 s.connect_timeout
             )))
         }
-        Ok(Err(e)) => return Err(HandshakeError::BadGateway(format!("cannot connect to {}: {e}", url()))),
+        Ok(Err(e)) => {
+            return Err(HandshakeError::BadGateway(format!(
+                "cannot connect to {}: {e}",
+                url()
+            )))
+        }
         Ok(Ok(t)) => t,
     };
     let _ = tcp.set_nodelay(true);
@@ -301,11 +350,22 @@ pub async fn connect(
     let answer = match ep.scheme {
         Scheme::Ws => handshake(TokioIo::new(tcp), req, s.handshake_timeout).await?,
         Scheme::Wss => {
-            let name = rustls_pki_types::ServerName::try_from(ep.host.clone())
-                .map_err(|_| HandshakeError::BadGateway(format!("{:?} is not a valid TLS server name", ep.host)))?;
+            let name = rustls_pki_types::ServerName::try_from(ep.host.clone()).map_err(|_| {
+                HandshakeError::BadGateway(format!("{:?} is not a valid TLS server name", ep.host))
+            })?;
             let tls = match tokio::time::timeout(remaining, s.tls.connect(name, tcp)).await {
-                Err(_) => return Err(HandshakeError::GatewayTimeout(format!("TLS handshake with {} timed out", url()))),
-                Ok(Err(e)) => return Err(HandshakeError::BadGateway(format!("TLS handshake with {} failed: {e}", url()))),
+                Err(_) => {
+                    return Err(HandshakeError::GatewayTimeout(format!(
+                        "TLS handshake with {} timed out",
+                        url()
+                    )))
+                }
+                Ok(Err(e)) => {
+                    return Err(HandshakeError::BadGateway(format!(
+                        "TLS handshake with {} failed: {e}",
+                        url()
+                    )))
+                }
                 Ok(Ok(t)) => t,
             };
             handshake(TokioIo::new(tls), req, s.handshake_timeout).await?
@@ -324,11 +384,20 @@ pub async fn connect(
     // RFC 6455 §4.1: the answer must carry the right Sec-WebSocket-Accept and upgrade headers.
     let h = resp.headers();
     let expected = derive_accept_key(key.as_bytes());
-    if h.get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(expected.as_bytes()) {
-        return Err(HandshakeError::BadGateway(format!("{} answered with a wrong Sec-WebSocket-Accept", url())));
+    if h.get(header::SEC_WEBSOCKET_ACCEPT)
+        .map(HeaderValue::as_bytes)
+        != Some(expected.as_bytes())
+    {
+        return Err(HandshakeError::BadGateway(format!(
+            "{} answered with a wrong Sec-WebSocket-Accept",
+            url()
+        )));
     }
     if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
-        return Err(HandshakeError::BadGateway(format!("{} answered 101 without Upgrade: websocket", url())));
+        return Err(HandshakeError::BadGateway(format!(
+            "{} answered 101 without Upgrade: websocket",
+            url()
+        )));
     }
     let protocol = h.get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
     if let Some(p) = &protocol {
@@ -340,7 +409,9 @@ pub async fn connect(
             )));
         }
     }
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(s.ws_config)).await;
+    let ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(s.ws_config))
+            .await;
     Ok(Connected {
         ws,
         protocol,
@@ -367,15 +438,24 @@ where
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake::<_, http_body_util::Empty<bytes::Bytes>>(io)
             .await
-            .map_err(|e| HandshakeError::BadGateway(format!("HTTP handshake with the service failed: {e}")))?;
+            .map_err(|e| {
+                HandshakeError::BadGateway(format!("HTTP handshake with the service failed: {e}"))
+            })?;
         let mut conn = conn.with_upgrades();
-        let resp = tokio::select! {
-            r = sender.send_request(req) => r.map_err(|e| HandshakeError::BadGateway(format!("the service did not answer the upgrade: {e}")))?,
-            c = &mut conn => {
-                return Err(HandshakeError::BadGateway(match c {
-                    Ok(()) => "the service closed the connection before answering".into(),
-                    Err(e) => format!("the service connection failed: {e}"),
-                }));
+        // The connection future may finish first (it ends once it hands the upgraded socket
+        // over), so keep waiting for the response after a clean end.
+        let send = sender.send_request(req);
+        tokio::pin!(send);
+        let mut conn_done = false;
+        let resp = loop {
+            tokio::select! {
+                r = &mut send => break r.map_err(|e| HandshakeError::BadGateway(format!("the service did not answer the upgrade: {e}")))?,
+                c = &mut conn, if !conn_done => {
+                    if let Err(e) = c {
+                        return Err(HandshakeError::BadGateway(format!("the service connection failed: {e}")));
+                    }
+                    conn_done = true;
+                }
             }
         };
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -384,13 +464,24 @@ where
         let (parts, body) = resp.into_parts();
         let mut resp = Response::from_parts(parts, ());
         let on = hyper::upgrade::on(&mut resp);
-        let (up, c) = tokio::join!(on, conn);
-        if let Err(e) = c {
-            return Err(HandshakeError::BadGateway(format!("the service connection failed during upgrade: {e}")));
-        }
-        let upgraded = up.map_err(|e| HandshakeError::BadGateway(format!("upgrade failed: {e}")))?;
+        let up = if conn_done {
+            on.await
+        } else {
+            let (up, c) = tokio::join!(on, conn);
+            if let Err(e) = c {
+                return Err(HandshakeError::BadGateway(format!(
+                    "the service connection failed during upgrade: {e}"
+                )));
+            }
+            up
+        };
+        let upgraded =
+            up.map_err(|e| HandshakeError::BadGateway(format!("upgrade failed: {e}")))?;
         let (parts, ()) = resp.into_parts();
-        Ok(Answer::Upgraded(Response::from_parts(parts, body), upgraded))
+        Ok(Answer::Upgraded(
+            Response::from_parts(parts, body),
+            upgraded,
+        ))
     };
     match tokio::time::timeout(limit, work).await {
         Err(_) => Err(HandshakeError::GatewayTimeout(format!(
@@ -427,16 +518,44 @@ mod tests {
         let u = validate_upgrade(&req(&h)).unwrap();
         assert_eq!(u.protocols, vec!["a", "b", "c"]);
         let r: Response<()> = switching_protocols(&u.key, None);
-        assert_eq!(r.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            r.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
     fn malformed_upgrades_are_4xx() {
-        let without = |name: &str| OK.iter().copied().filter(|(k, _)| *k != name).collect::<Vec<_>>();
-        assert_eq!(validate_upgrade(&req(&without("upgrade"))).unwrap_err().status(), 426);
-        assert_eq!(validate_upgrade(&req(&without("connection"))).unwrap_err().status(), 400);
-        assert_eq!(validate_upgrade(&req(&without("sec-websocket-version"))).unwrap_err().status(), 426);
-        assert_eq!(validate_upgrade(&req(&without("sec-websocket-key"))).unwrap_err().status(), 400);
+        let without = |name: &str| {
+            OK.iter()
+                .copied()
+                .filter(|(k, _)| *k != name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            validate_upgrade(&req(&without("upgrade")))
+                .unwrap_err()
+                .status(),
+            426
+        );
+        assert_eq!(
+            validate_upgrade(&req(&without("connection")))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            validate_upgrade(&req(&without("sec-websocket-version")))
+                .unwrap_err()
+                .status(),
+            426
+        );
+        assert_eq!(
+            validate_upgrade(&req(&without("sec-websocket-key")))
+                .unwrap_err()
+                .status(),
+            400
+        );
         let mut bad_key = without("sec-websocket-key");
         bad_key.push(("sec-websocket-key", "short"));
         assert_eq!(validate_upgrade(&req(&bad_key)).unwrap_err().status(), 400);
@@ -446,7 +565,10 @@ mod tests {
         let mut two_hosts = OK.to_vec();
         two_hosts.push(("host", "a"));
         two_hosts.push(("host", "b"));
-        assert_eq!(validate_upgrade(&req(&two_hosts)).unwrap_err().status(), 400);
+        assert_eq!(
+            validate_upgrade(&req(&two_hosts)).unwrap_err().status(),
+            400
+        );
     }
 
     #[test]
@@ -468,14 +590,25 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-drop-me", HeaderValue::from_static("1"));
-        h.insert("sec-websocket-extensions", HeaderValue::from_static("permessage-deflate"));
+        h.insert(
+            "sec-websocket-extensions",
+            HeaderValue::from_static("permessage-deflate"),
+        );
         h.insert("connection", HeaderValue::from_static("Upgrade, X-Drop-Me"));
         let client = ClientSide {
             peer: "127.0.0.2:5555".parse().unwrap(),
             tls: true,
             local_port: 10010,
         };
-        let r = upstream_request(&ep, "/p?q=1", &h, &["chat".into()], client, "AAAAAAAAAAAAAAAAAAAAAA==").unwrap();
+        let r = upstream_request(
+            &ep,
+            "/p?q=1",
+            &h,
+            &["chat".into()],
+            client,
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+        )
+        .unwrap();
         let rh = r.headers();
         assert_eq!(r.uri(), "/p?q=1");
         assert_eq!(rh["authorization"], "Basic dTpw");

@@ -41,7 +41,10 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
                 backoff = Duration::from_millis(10);
                 let shared = Arc::clone(&shared);
                 let tls = tls.clone();
-                shared.tracker.clone().spawn(connection(tcp, peer, tls, shared));
+                shared
+                    .tracker
+                    .clone()
+                    .spawn(connection(tcp, peer, tls, shared));
             }
             Err(e) => {
                 if !failing {
@@ -58,7 +61,12 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
     }
 }
 
-async fn connection(tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     let _ = tcp.set_nodelay(true);
     let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     match tls {
@@ -66,7 +74,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, 
         Some(acceptor) => {
             let limit = shared.handshake_timeout;
             match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(stream, client_side(peer, true, local_port), shared).await,
+                Ok(Ok(stream)) => {
+                    serve_http(stream, client_side(peer, true, local_port), shared).await
+                }
                 Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
             }
@@ -86,7 +96,9 @@ where
         .header_read_timeout(shared.handshake_timeout)
         .max_buf_size(MAX_REQUEST_HEAD_BYTES.max(8192))
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

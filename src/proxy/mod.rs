@@ -136,7 +136,9 @@ async fn open_session(
         }
     }
     let Some((conn, ep)) = connected else {
-        return Err(last_err.unwrap_or_else(|| HandshakeError::NoInstance(service.service_id.clone())));
+        return Err(
+            last_err.unwrap_or_else(|| HandshakeError::NoInstance(service.service_id.clone()))
+        );
     };
     let resp = handshake::switching_protocols(&upgrade.key, conn.protocol.as_ref());
     let (key, id) = shared.sessions.next_id();
@@ -148,7 +150,11 @@ async fn open_session(
         service_id: service.service_id.clone(),
         instance_id: ep.instance_id.clone(),
         route: resolved.route().map(|r| r.name.clone()).unwrap_or_default(),
-        subprotocol: conn.protocol.as_ref().and_then(|p| p.to_str().ok()).map(str::to_owned),
+        subprotocol: conn
+            .protocol
+            .as_ref()
+            .and_then(|p| p.to_str().ok())
+            .map(str::to_owned),
         started_at: SystemTime::now(),
         counters: Counters::default(),
     };
@@ -189,5 +195,9 @@ async fn open_session(
 
 /// A client's address as seen by the proxy.
 pub fn client_side(peer: SocketAddr, tls: bool, local_port: u16) -> ClientSide {
-    ClientSide { peer, tls, local_port }
+    ClientSide {
+        peer,
+        tls,
+        local_port,
+    }
 }

@@ -86,11 +86,14 @@ enum End {
 
 fn classify_read_error(e: WsError) -> End {
     match e {
-        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            End::Violation(CloseCode::Size, format!("message of {size} bytes exceeds the limit of {max_size}"))
-        }
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => End::Violation(
+            CloseCode::Size,
+            format!("message of {size} bytes exceeds the limit of {max_size}"),
+        ),
         WsError::Capacity(c) => End::Violation(CloseCode::Size, c.to_string()),
-        WsError::Utf8(_) => End::Violation(CloseCode::Invalid, "invalid UTF-8 in a text message".into()),
+        WsError::Utf8(_) => {
+            End::Violation(CloseCode::Invalid, "invalid UTF-8 in a text message".into())
+        }
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
             End::Gone("connection ended without a close frame".into())
         }
@@ -101,7 +104,12 @@ fn classify_read_error(e: WsError) -> End {
 }
 
 /// Pumps messages from `rx` to `tx` until the source closes, fails, or the sink fails.
-async fn pump<R, T>(rx: &mut R, tx: &mut T, messages: &std::sync::atomic::AtomicU64, bytes: &std::sync::atomic::AtomicU64) -> End
+async fn pump<R, T>(
+    rx: &mut R,
+    tx: &mut T,
+    messages: &std::sync::atomic::AtomicU64,
+    bytes: &std::sync::atomic::AtomicU64,
+) -> End
 where
     R: Stream<Item = Result<Message, WsError>> + Unpin,
     T: Sink<Message, Error = WsError> + Unpin,
@@ -179,7 +187,13 @@ where
 ///
 /// `shutdown` ends the session with 1001 "Going Away" on both legs. Counters are updated as
 /// messages pass (`*_in`: client → service, `*_out`: service → client).
-pub async fn relay<C, S>(client: C, service: S, counters: &Counters, cfg: &RelayConfig, shutdown: &CancellationToken) -> Outcome
+pub async fn relay<C, S>(
+    client: C,
+    service: S,
+    counters: &Counters,
+    cfg: &RelayConfig,
+    shutdown: &CancellationToken,
+) -> Outcome
 where
     C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
@@ -189,8 +203,18 @@ where
     let limit = cfg.close_timeout;
 
     let first = {
-        let up = pump(&mut c_rx, &mut s_tx, &counters.messages_in, &counters.bytes_in);
-        let down = pump(&mut s_rx, &mut c_tx, &counters.messages_out, &counters.bytes_out);
+        let up = pump(
+            &mut c_rx,
+            &mut s_tx,
+            &counters.messages_in,
+            &counters.bytes_in,
+        );
+        let down = pump(
+            &mut s_rx,
+            &mut c_tx,
+            &counters.messages_out,
+            &counters.bytes_out,
+        );
         tokio::select! {
             e = up => Some((Side::Client, e)),
             e = down => Some((Side::Service, e)),
@@ -225,7 +249,10 @@ where
                     // Forward the close; tungstenite already answered the source. Wait for the
                     // destination's answer, then flush the source's answer.
                     let code = frame.as_ref().map(|f| u16::from(f.code));
-                    let reason = frame.as_ref().map(|f| f.reason.to_string()).unwrap_or_default();
+                    let reason = frame
+                        .as_ref()
+                        .map(|f| f.reason.to_string())
+                        .unwrap_or_default();
                     tokio::join!(
                         async {
                             send_close($dst_tx, frame, limit).await;
@@ -233,7 +260,11 @@ where
                         },
                         send_close_answer($src_tx, limit)
                     );
-                    Outcome { closed_by: Some(side), code, reason }
+                    Outcome {
+                        closed_by: Some(side),
+                        code,
+                        reason,
+                    }
                 }
                 End::Gone(cause) => {
                     let f = match side {
@@ -243,13 +274,23 @@ where
                     let code = u16::from(f.code);
                     send_close($dst_tx, Some(f), limit).await;
                     await_close($dst_rx, limit).await;
-                    Outcome { closed_by: Some(side), code: Some(code), reason: cause }
+                    Outcome {
+                        closed_by: Some(side),
+                        code: Some(code),
+                        reason: cause,
+                    }
                 }
                 End::Violation(code, cause) => {
                     let other = if code == CloseCode::Size {
-                        close_frame(CloseCode::Size, &format!("{} sent a message over the size limit", side.as_str()))
+                        close_frame(
+                            CloseCode::Size,
+                            &format!("{} sent a message over the size limit", side.as_str()),
+                        )
                     } else {
-                        close_frame(CloseCode::Error, &format!("{} protocol error", side.as_str()))
+                        close_frame(
+                            CloseCode::Error,
+                            &format!("{} protocol error", side.as_str()),
+                        )
                     };
                     tokio::join!(
                         async {
@@ -261,7 +302,11 @@ where
                             await_close($dst_rx, limit).await;
                         }
                     );
-                    Outcome { closed_by: Some(side), code: Some(u16::from(code)), reason: cause }
+                    Outcome {
+                        closed_by: Some(side),
+                        code: Some(u16::from(code)),
+                        reason: cause,
+                    }
                 }
                 End::DestGone(cause) => {
                     // The destination leg broke while we wrote to it: end the source leg.
@@ -276,7 +321,11 @@ where
                         Side::Client => Side::Service,
                         Side::Service => Side::Client,
                     };
-                    Outcome { closed_by: Some(other), code: Some(code), reason: cause }
+                    Outcome {
+                        closed_by: Some(other),
+                        code: Some(code),
+                        reason: cause,
+                    }
                 }
             }
         }};
@@ -308,7 +357,9 @@ mod tests {
 
     /// Returns (peer client, relay's client leg, relay's service leg, peer service).
     async fn legs(max: usize) -> (Ws, Ws, Ws, Ws) {
-        let cfg = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
+        let cfg = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
         let (a, b) = tokio::io::duplex(1 << 16);
         let (c, d) = tokio::io::duplex(1 << 16);
         (
@@ -328,7 +379,11 @@ mod tests {
     async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(Message::Close(f))) => {
+                    // Flush our close answer, as a live peer does.
+                    let _ = ws.flush().await;
+                    return f;
+                }
                 Some(Ok(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
             }
@@ -343,13 +398,32 @@ mod tests {
         let relay = tokio::spawn(async move {
             let counters = counters;
             let o = relay(c_leg, s_leg, &counters, &cfg(), &token).await;
-            (o, counters.messages_in.load(Ordering::Relaxed), counters.bytes_out.load(Ordering::Relaxed))
+            (
+                o,
+                counters.messages_in.load(Ordering::Relaxed),
+                counters.bytes_out.load(Ordering::Relaxed),
+            )
         });
         client.send(Message::text("hello")).await.unwrap();
-        assert_eq!(service.next().await.unwrap().unwrap(), Message::text("hello"));
-        service.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-        assert_eq!(client.next().await.unwrap().unwrap(), Message::binary(vec![1u8, 2, 3]));
-        client.send(Message::Close(Some(close_frame(CloseCode::from(4000), "bye")))).await.unwrap();
+        assert_eq!(
+            service.next().await.unwrap().unwrap(),
+            Message::text("hello")
+        );
+        service
+            .send(Message::binary(vec![1u8, 2, 3]))
+            .await
+            .unwrap();
+        assert_eq!(
+            client.next().await.unwrap().unwrap(),
+            Message::binary(vec![1u8, 2, 3])
+        );
+        client
+            .send(Message::Close(Some(close_frame(
+                CloseCode::from(4000),
+                "bye",
+            ))))
+            .await
+            .unwrap();
         let f = next_close(&mut service).await.unwrap();
         assert_eq!((u16::from(f.code), f.reason.as_str()), (4000, "bye"));
         drop(service);
@@ -363,8 +437,14 @@ mod tests {
     async fn service_close_code_reaches_the_client() {
         let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
         let token = CancellationToken::new();
-        let relay = tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await });
-        service.send(Message::Close(Some(close_frame(CloseCode::Again, "later")))).await.unwrap();
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await },
+            );
+        service
+            .send(Message::Close(Some(close_frame(CloseCode::Again, "later"))))
+            .await
+            .unwrap();
         let f = next_close(&mut client).await.unwrap();
         assert_eq!((u16::from(f.code), f.reason.as_str()), (1013, "later"));
         drop(client);
@@ -376,7 +456,10 @@ mod tests {
     async fn abnormal_service_end_closes_the_client_with_1011() {
         let (mut client, c_leg, s_leg, service) = legs(1 << 20).await;
         let token = CancellationToken::new();
-        let relay = tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await });
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await },
+            );
         drop(service);
         let f = next_close(&mut client).await.unwrap();
         assert_eq!(u16::from(f.code), 1011);
@@ -388,10 +471,16 @@ mod tests {
     async fn oversized_message_closes_both_legs_with_1009() {
         let (mut client, c_leg, s_leg, mut service) = legs(1024).await;
         let token = CancellationToken::new();
-        let relay = tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await });
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await },
+            );
         client.send(Message::binary(vec![0u8; 4096])).await.unwrap();
         assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 1009);
-        assert_eq!(u16::from(next_close(&mut service).await.unwrap().code), 1009);
+        assert_eq!(
+            u16::from(next_close(&mut service).await.unwrap().code),
+            1009
+        );
         let o = relay.await.unwrap();
         assert_eq!(o.code, Some(1009));
     }
@@ -401,10 +490,16 @@ mod tests {
         let (mut client, c_leg, s_leg, mut service) = legs(1024).await;
         let token = CancellationToken::new();
         let t2 = token.clone();
-        let relay = tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &t2).await });
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &t2).await },
+            );
         token.cancel();
         assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 1001);
-        assert_eq!(u16::from(next_close(&mut service).await.unwrap().code), 1001);
+        assert_eq!(
+            u16::from(next_close(&mut service).await.unwrap().code),
+            1001
+        );
         assert_eq!(relay.await.unwrap().code, Some(1001));
     }
 
@@ -412,7 +507,10 @@ mod tests {
     async fn a_peer_that_never_answers_the_close_is_dropped_after_the_timeout() {
         let (mut client, c_leg, s_leg, service) = legs(1024).await;
         let token = CancellationToken::new();
-        let relay = tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await });
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await },
+            );
         client.send(Message::Close(None)).await.unwrap();
         // `service` is alive but never reads: the relay gives up after close_timeout.
         let o = relay.await.unwrap();

@@ -70,7 +70,9 @@ fn credentials(url: &str) -> (String, Option<(String, String)>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), None);
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return (url.to_owned(), None);
     };
@@ -97,7 +99,11 @@ impl EurekaClient {
     ///
     /// # Errors
     /// If the HTTP client cannot be built (TLS roots unavailable).
-    pub fn new(servers: Vec<String>, cfg: &RegistryConfig, tls: rustls::ClientConfig) -> anyhow::Result<EurekaClient> {
+    pub fn new(
+        servers: Vec<String>,
+        cfg: &RegistryConfig,
+        tls: rustls::ClientConfig,
+    ) -> anyhow::Result<EurekaClient> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(cfg.connect_timeout)
@@ -125,7 +131,10 @@ impl EurekaClient {
             WireFormat::Json => "application/json",
             WireFormat::Xml => "application/xml",
         };
-        let mut req = self.http.get(format!("{clean}apps/")).header(header::ACCEPT, accept);
+        let mut req = self
+            .http
+            .get(format!("{clean}apps/"))
+            .header(header::ACCEPT, accept);
         if let Some((u, p)) = creds {
             req = req.basic_auth(u, Some(p));
         }
@@ -134,7 +143,10 @@ impl EurekaClient {
             message: if e.is_timeout() {
                 "timed out".to_owned()
             } else if e.is_connect() {
-                format!("connection failed: {}", std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()))
+                format!(
+                    "connection failed: {}",
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())
+                )
             } else {
                 e.without_url().to_string()
             },
@@ -156,7 +168,10 @@ impl EurekaClient {
             }
             body.extend_from_slice(&chunk);
         }
-        decode(&body).map_err(|source| FetchError::Decode { server: shown, source })
+        decode(&body).map_err(|source| FetchError::Decode {
+            server: shown,
+            source,
+        })
     }
 
     /// Fetches from the server that worked last, then the others in order.
@@ -170,7 +185,9 @@ impl EurekaClient {
         let mut errors = Vec::new();
         for i in 0..n {
             let idx = (start + i) % n;
-            let Some(server) = self.servers.get(idx) else { continue };
+            let Some(server) = self.servers.get(idx) else {
+                continue;
+            };
             match self.fetch_from(server).await {
                 Ok(s) => {
                     if idx != start {
@@ -210,7 +227,10 @@ mod tests {
 
     #[test]
     fn credentials_are_split_and_redacted() {
-        assert_eq!(redact("https://u:p@host:8761/eureka/"), "https://host:8761/eureka/");
+        assert_eq!(
+            redact("https://u:p@host:8761/eureka/"),
+            "https://host:8761/eureka/"
+        );
         assert_eq!(redact("http://host/eureka/"), "http://host/eureka/");
         let (clean, c) = credentials("https://user:se:cret@h/eureka/");
         assert_eq!(clean, "https://h/eureka/");

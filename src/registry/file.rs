@@ -43,7 +43,12 @@ pub enum FileError {
 /// [`FileError`] naming the file and the cause.
 pub async fn load(path: &Path, max: usize) -> Result<Snapshot, FileError> {
     let name = || path.display().to_string();
-    let meta = tokio::fs::metadata(path).await.map_err(|source| FileError::Read { path: name(), source })?;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|source| FileError::Read {
+            path: name(),
+            source,
+        })?;
     if meta.len() > max as u64 {
         return Err(FileError::TooLarge {
             path: name(),
@@ -51,8 +56,16 @@ pub async fn load(path: &Path, max: usize) -> Result<Snapshot, FileError> {
             max,
         });
     }
-    let bytes = tokio::fs::read(path).await.map_err(|source| FileError::Read { path: name(), source })?;
-    decode(&bytes).map_err(|source| FileError::Decode { path: name(), source })
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| FileError::Read {
+            path: name(),
+            source,
+        })?;
+    decode(&bytes).map_err(|source| FileError::Decode {
+        path: name(),
+        source,
+    })
 }
 
 /// Loads the file once and publishes it; on failure records it (last good table kept).

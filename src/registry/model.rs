@@ -163,7 +163,9 @@ impl Instance {
         let h = self.host_name.trim();
         match h.rsplit_once(':') {
             Some((host, port))
-                if !host.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+                if !host.contains(':')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
             {
                 host
             }

@@ -1,0 +1,1106 @@
+//! Eureka JSON decoding.
+//!
+//! Accepts every JSON layout a Eureka server (or a client library) is known to produce:
+//!
+//! * the legacy XStream/Jettison and Spring Cloud `CloudJacksonJson` / Netflix
+//!   `EurekaJacksonCodec` layout, where ports are `{"$":8080,"@enabled":"true"}`, timestamps and
+//!   flags are strings, `instance`/`application` may be a single object instead of an array, and
+//!   `overriddenstatus` is spelled in lower case;
+//! * the Jackson bean layout of Eureka 2.x codecs (`JacksonJson`, `JacksonJsonMini`), with
+//!   numbers and booleans, `overriddenStatus`, and the `@class` marker in empty metadata maps.
+//!
+//! The payload is decoded straight into the model by small serde visitors (no
+//! `serde_json::Value` tree, no intermediate wire structs): known keys are matched without
+//! allocating, and unknown fields are skipped without being materialised, though still
+//! subject to `serde_json`'s recursion limit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::{ActionType, Application, DecodeError, Instance, PortInfo, Snapshot, Status};
+
+/// Decodes a Eureka JSON payload into a [`Snapshot`].
+///
+/// Accepted top-level shapes (a JSON object with one of these keys; other keys are ignored):
+///
+/// * `{"applications":{…}}`: a full registry (`/apps`) or a delta (`/apps/delta`), with the
+///   optional `versions__delta` (string or number) and `apps__hashcode` header fields;
+/// * `{"application":[…]}` or `{"application":{…}}`: one or more applications without the
+///   `applications` wrapper (`/apps/{APP}`, or a static-definition fragment);
+/// * `{"instance":{…}}`: a single instance (`/apps/{APP}/{id}`), wrapped into an application
+///   named after its `app` field.
+///
+/// If more than one of these keys is present, `applications` wins over `application`, which
+/// wins over `instance`.
+///
+/// Field rules, following what Eureka's own codecs accept:
+///
+/// * `application` and `instance` may be an array or a single object (Jettison writes
+///   one-element lists as objects);
+/// * a port is `{"$":8080,"@enabled":"true"}` where `$` is a number or a numeric string in
+///   `0..=65535` and `@enabled` is a boolean or a string (`"true"`, ignoring case and
+///   surrounding blanks, is true; any other string is false, as Java's `Boolean.parseBoolean`).
+///   A bare number is accepted as well. A missing `@enabled` means enabled for `port` and
+///   disabled for `securePort`; a missing port object leaves [`PortInfo::default`] (port 0,
+///   disabled), i.e. "not advertised";
+/// * `versions__delta`, `lastUpdatedTimestamp` and `lastDirtyTimestamp` are integers or
+///   numeric strings;
+/// * `overriddenStatus` and the legacy `overriddenstatus` are both read (the camel-case one
+///   wins if both are present); unknown status strings become [`Status::Unknown`], as
+///   `InstanceInfo.InstanceStatus.toEnum` does; a missing `status` is [`Status::Unknown`];
+/// * `metadata` may be absent or `null`; its `@class` entry (Jackson's type marker, e.g.
+///   `java.util.Collections$EmptyMap`) is dropped; number and boolean values are kept as their
+///   JSON text; `null`, object and array values are dropped;
+/// * a missing or empty `instanceId` falls back to `hostName` (`InstanceInfo.getId()`);
+/// * text fields (`app`, `hostName`, `ipAddr`, `vipAddress`, …) also accept numbers and
+///   booleans (their JSON text) and `null` (empty / absent). Strings are kept verbatim;
+/// * unknown fields are ignored; a repeated key overwrites the earlier one (as Jackson does).
+///
+/// # Errors
+///
+/// [`DecodeError::Json`] with the 1-based line and column where `serde_json` stopped and the
+/// cause, when the input is not well-formed JSON (including invalid UTF-8, truncation,
+/// trailing content, and nesting deeper than `serde_json`'s recursion limit of 128, in known
+/// and unknown fields alike), when the top level is not an object with one of the keys above,
+/// or when a field has the wrong type, e.g. a port that is not an integer in `0..=65535`, a
+/// timestamp that is not an integer, an `instance` that is a string or an array, or an
+/// application given as an array. Never panics.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    // Validating the whole input once and parsing a `str` is faster than letting `serde_json`
+    // validate every string separately. Invalid UTF-8 falls back to the byte parser, which
+    // reports the first error (syntax or encoding) with its position.
+    let result = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<Root>(text),
+        Err(_) => serde_json::from_slice::<Root>(bytes),
+    };
+    result.map(|root| root.0).map_err(json_error)
+}
+
+/// Converts a `serde_json` error into [`DecodeError::Json`], moving the position out of the
+/// message text.
+fn json_error(err: serde_json::Error) -> DecodeError {
+    let line = err.line();
+    let column = err.column();
+    let full = err.to_string();
+    let suffix = format!(" at line {line} column {column}");
+    let message = match full.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
+        None => full,
+    };
+    DecodeError::Json {
+        line: line.max(1),
+        column: column.max(1),
+        message,
+    }
+}
+
+/// The decoded top level: a JSON object with `applications`, `application` or `instance`.
+/// Built inside the visitor, so that a payload without any of these keys is reported by serde
+/// (with a position).
+struct Root(Snapshot);
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum RootField {
+    #[serde(rename = "applications")]
+    Applications,
+    #[serde(rename = "application")]
+    Application,
+    #[serde(rename = "instance")]
+    Instance,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Root {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RootVisitor;
+
+        impl<'de> Visitor<'de> for RootVisitor {
+            type Value = Root;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a Eureka JSON object with an `applications`, `application` or `instance` key",
+                )
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Root, A::Error> {
+                let mut applications: Option<ApplicationsDe> = None;
+                let mut application: Option<OneOrMany<ApplicationDe>> = None;
+                let mut instance: Option<InstanceDe> = None;
+                while let Some(field) = map.next_key::<RootField>()? {
+                    match field {
+                        RootField::Applications => applications = map.next_value()?,
+                        RootField::Application => application = map.next_value()?,
+                        RootField::Instance => instance = map.next_value()?,
+                        RootField::Other => map.next_value::<Skip>().map(drop)?,
+                    }
+                }
+                if let Some(ApplicationsDe(snapshot)) = applications {
+                    return Ok(Root(snapshot));
+                }
+                if let Some(apps) = application {
+                    return Ok(Root(Snapshot {
+                        versions_delta: None,
+                        apps_hashcode: None,
+                        applications: apps.0.into_iter().map(|a| a.0).collect(),
+                    }));
+                }
+                if let Some(InstanceDe(instance)) = instance {
+                    return Ok(Root(Snapshot {
+                        versions_delta: None,
+                        apps_hashcode: None,
+                        applications: vec![Application {
+                            name: instance.app.clone(),
+                            instances: vec![instance],
+                        }],
+                    }));
+                }
+                Err(de::Error::custom(
+                    "not a Eureka payload: expected an `applications`, `application` or \
+                     `instance` key",
+                ))
+            }
+        }
+
+        deserializer.deserialize_map(RootVisitor)
+    }
+}
+
+/// `Applications` (`versions__delta`, `apps__hashcode`, `application`), decoded to a
+/// [`Snapshot`].
+struct ApplicationsDe(Snapshot);
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum ApplicationsField {
+    #[serde(rename = "versions__delta")]
+    VersionsDelta,
+    #[serde(rename = "apps__hashcode")]
+    AppsHashcode,
+    #[serde(rename = "application")]
+    Application,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ApplicationsDe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ApplicationsVisitor;
+
+        impl<'de> Visitor<'de> for ApplicationsVisitor {
+            type Value = ApplicationsDe;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an `applications` object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ApplicationsDe, A::Error> {
+                let mut snapshot = Snapshot::default();
+                while let Some(field) = map.next_key::<ApplicationsField>()? {
+                    match field {
+                        ApplicationsField::VersionsDelta => {
+                            snapshot.versions_delta = map.next_value_seed(OptionalSeed(Integer))?;
+                        }
+                        ApplicationsField::AppsHashcode => {
+                            snapshot.apps_hashcode = map.next_value_seed(OptionalSeed(Text))?;
+                        }
+                        ApplicationsField::Application => {
+                            let apps = map.next_value::<OneOrMany<ApplicationDe>>()?;
+                            snapshot.applications = apps.0.into_iter().map(|a| a.0).collect();
+                        }
+                        ApplicationsField::Other => map.next_value::<Skip>().map(drop)?,
+                    }
+                }
+                Ok(ApplicationsDe(snapshot))
+            }
+        }
+
+        deserializer.deserialize_map(ApplicationsVisitor)
+    }
+}
+
+/// `Application` (`name`, `instance`).
+struct ApplicationDe(Application);
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum ApplicationField {
+    #[serde(rename = "name")]
+    Name,
+    #[serde(rename = "instance")]
+    Instance,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ApplicationDe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ApplicationVisitor;
+
+        impl<'de> Visitor<'de> for ApplicationVisitor {
+            type Value = ApplicationDe;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an `application` object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ApplicationDe, A::Error> {
+                let mut app = Application::default();
+                while let Some(field) = map.next_key::<ApplicationField>()? {
+                    match field {
+                        ApplicationField::Name => {
+                            app.name = map.next_value_seed(OptionalSeed(Text))?.unwrap_or_default();
+                        }
+                        ApplicationField::Instance => {
+                            let instances = map.next_value::<OneOrMany<InstanceDe>>()?;
+                            app.instances = instances.0.into_iter().map(|i| i.0).collect();
+                        }
+                        ApplicationField::Other => map.next_value::<Skip>().map(drop)?,
+                    }
+                }
+                Ok(ApplicationDe(app))
+            }
+        }
+
+        deserializer.deserialize_map(ApplicationVisitor)
+    }
+}
+
+/// `InstanceInfo`: only the fields the model keeps; everything else is skipped.
+struct InstanceDe(Instance);
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum InstanceField {
+    #[serde(rename = "instanceId")]
+    InstanceId,
+    #[serde(rename = "app")]
+    App,
+    #[serde(rename = "hostName")]
+    HostName,
+    #[serde(rename = "ipAddr")]
+    IpAddr,
+    #[serde(rename = "status")]
+    Status,
+    #[serde(rename = "overriddenStatus")]
+    OverriddenStatus,
+    #[serde(rename = "overriddenstatus")]
+    OverriddenStatusLegacy,
+    #[serde(rename = "port")]
+    Port,
+    #[serde(rename = "securePort")]
+    SecurePort,
+    #[serde(rename = "vipAddress")]
+    VipAddress,
+    #[serde(rename = "secureVipAddress")]
+    SecureVipAddress,
+    #[serde(rename = "homePageUrl")]
+    HomePageUrl,
+    #[serde(rename = "statusPageUrl")]
+    StatusPageUrl,
+    #[serde(rename = "healthCheckUrl")]
+    HealthCheckUrl,
+    #[serde(rename = "metadata")]
+    Metadata,
+    #[serde(rename = "lastUpdatedTimestamp")]
+    LastUpdatedTimestamp,
+    #[serde(rename = "lastDirtyTimestamp")]
+    LastDirtyTimestamp,
+    #[serde(rename = "actionType")]
+    ActionType,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for InstanceDe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InstanceVisitor;
+
+        impl<'de> Visitor<'de> for InstanceVisitor {
+            type Value = InstanceDe;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an `instance` object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InstanceDe, A::Error> {
+                let mut i = Instance::default();
+                let mut overridden: Option<Status> = None;
+                let mut overridden_legacy: Option<Status> = None;
+                while let Some(field) = map.next_key::<InstanceField>()? {
+                    let text = OptionalSeed(Text);
+                    match field {
+                        InstanceField::InstanceId => {
+                            i.instance_id = map.next_value_seed(text)?.unwrap_or_default();
+                        }
+                        InstanceField::App => {
+                            i.app = map.next_value_seed(text)?.unwrap_or_default();
+                        }
+                        InstanceField::HostName => {
+                            i.host_name = map.next_value_seed(text)?.unwrap_or_default();
+                        }
+                        InstanceField::IpAddr => {
+                            i.ip_addr = map.next_value_seed(text)?.unwrap_or_default();
+                        }
+                        InstanceField::Status => {
+                            let s = map.next_value_seed(OptionalSeed(StatusText))?;
+                            i.status = s.unwrap_or_default();
+                        }
+                        InstanceField::OverriddenStatus => {
+                            overridden = map.next_value_seed(OptionalSeed(StatusText))?;
+                        }
+                        InstanceField::OverriddenStatusLegacy => {
+                            overridden_legacy = map.next_value_seed(OptionalSeed(StatusText))?;
+                        }
+                        InstanceField::Port => {
+                            let p = map.next_value::<Option<PortWire>>()?;
+                            i.port = p.map(|p| p.resolve(true)).unwrap_or_default();
+                        }
+                        InstanceField::SecurePort => {
+                            let p = map.next_value::<Option<PortWire>>()?;
+                            i.secure_port = p.map(|p| p.resolve(false)).unwrap_or_default();
+                        }
+                        InstanceField::VipAddress => {
+                            i.vip_address = map.next_value_seed(text)?.unwrap_or_default();
+                        }
+                        InstanceField::SecureVipAddress => {
+                            i.secure_vip_address = map.next_value_seed(text)?.unwrap_or_default();
+                        }
+                        InstanceField::HomePageUrl => {
+                            i.home_page_url = map.next_value_seed(text)?
+                        }
+                        InstanceField::StatusPageUrl => {
+                            i.status_page_url = map.next_value_seed(text)?;
+                        }
+                        InstanceField::HealthCheckUrl => {
+                            i.health_check_url = map.next_value_seed(text)?;
+                        }
+                        InstanceField::Metadata => {
+                            let m = map.next_value::<Option<Metadata>>()?;
+                            i.metadata = m.map(|m| m.0).unwrap_or_default();
+                        }
+                        InstanceField::LastUpdatedTimestamp => {
+                            i.last_updated_timestamp_ms =
+                                map.next_value_seed(OptionalSeed(Integer))?.unwrap_or(0);
+                        }
+                        InstanceField::LastDirtyTimestamp => {
+                            i.last_dirty_timestamp_ms =
+                                map.next_value_seed(OptionalSeed(Integer))?.unwrap_or(0);
+                        }
+                        InstanceField::ActionType => {
+                            let a = map.next_value_seed(OptionalSeed(ActionText))?;
+                            i.action_type = a.flatten();
+                        }
+                        InstanceField::Other => map.next_value::<Skip>().map(drop)?,
+                    }
+                }
+                i.overridden_status = overridden.or(overridden_legacy).unwrap_or_default();
+                if i.instance_id.trim().is_empty() {
+                    i.instance_id = i.host_name.clone();
+                }
+                Ok(InstanceDe(i))
+            }
+        }
+
+        deserializer.deserialize_map(InstanceVisitor)
+    }
+}
+
+/// Skips any JSON value. Unlike `serde::de::IgnoredAny` (which `serde_json` skips with an
+/// unbounded iterative scan), this goes through `deserialize_any`, so nesting in unknown
+/// fields is subject to `serde_json`'s recursion limit like everything else.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SkipVisitor;
+
+        impl<'de> Visitor<'de> for SkipVisitor {
+            type Value = Skip;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+                while map.next_entry::<IgnoredAny, Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+        }
+
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-or-many lists
+// ---------------------------------------------------------------------------------------------
+
+/// A list that Jettison may render as a single object when it has one element; `null` is an
+/// empty list.
+struct OneOrMany<T>(Vec<T>);
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object or an array of objects")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OneOrMany(Vec::new()))
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OneOrMany(Vec::new()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // The size hint comes from the input; cap it so a lying hint cannot allocate.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(item) = seq.next_element::<T>()? {
+                    out.push(item);
+                }
+                Ok(OneOrMany(out))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let one = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(OneOrMany(vec![one]))
+            }
+        }
+
+        deserializer.deserialize_any(OneOrManyVisitor(std::marker::PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------------------------
+
+/// A `port` / `securePort` value as sent: `{"$":…,"@enabled":…}` or a bare number.
+#[derive(Default)]
+struct PortWire {
+    port: Option<u16>,
+    enabled: Option<bool>,
+}
+
+impl PortWire {
+    /// Applies Eureka's default for a missing `@enabled`: `port` enabled, `securePort` not.
+    fn resolve(self, enabled_by_default: bool) -> PortInfo {
+        PortInfo {
+            port: self.port.unwrap_or(0),
+            enabled: self.enabled.unwrap_or(enabled_by_default),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+enum PortKey {
+    #[serde(rename = "$")]
+    Value,
+    #[serde(rename = "@enabled")]
+    Enabled,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for PortWire {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortVisitor;
+
+        impl<'de> Visitor<'de> for PortVisitor {
+            type Value = PortWire;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a port object {"$": port, "@enabled": flag} or a port number"#)
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<PortWire, E> {
+                Ok(PortWire::default())
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortWire, E> {
+                Ok(PortWire {
+                    port: Some(PortNumber.visit_u64(v)?),
+                    enabled: None,
+                })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortWire, E> {
+                Ok(PortWire {
+                    port: Some(PortNumber.visit_i64(v)?),
+                    enabled: None,
+                })
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<PortWire, E> {
+                PortNumber.visit_f64(v).map(|_| PortWire::default())
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortWire, E> {
+                Ok(PortWire {
+                    port: Some(PortNumber.visit_str(v)?),
+                    enabled: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PortWire, A::Error> {
+                let mut out = PortWire::default();
+                while let Some(key) = map.next_key::<PortKey>()? {
+                    match key {
+                        PortKey::Value => {
+                            out.port = map.next_value_seed(OptionalSeed(PortNumber))?;
+                        }
+                        PortKey::Enabled => {
+                            out.enabled = map.next_value_seed(OptionalSeed(EnabledFlag))?;
+                        }
+                        PortKey::Other => {
+                            map.next_value::<Skip>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+
+        deserializer.deserialize_any(PortVisitor)
+    }
+}
+
+/// Visits a port number: an integer or a numeric string (blanks trimmed) in `0..=65535`.
+#[derive(Clone, Copy)]
+struct PortNumber;
+
+impl<'de> Visitor<'de> for PortNumber {
+    type Value = u16;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a port number in 0..=65535 (integer or numeric string)")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u16, E> {
+        u16::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u16, E> {
+        u16::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u16, E> {
+        Err(E::invalid_type(Unexpected::Float(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u16, E> {
+        v.trim()
+            .parse::<u16>()
+            .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+    }
+}
+
+/// Visits an `@enabled` flag: a boolean, or a string that is true when it equals `"true"`
+/// ignoring case and surrounding blanks (Java's `Boolean.parseBoolean`, which Eureka uses).
+#[derive(Clone, Copy)]
+struct EnabledFlag;
+
+impl<'de> Visitor<'de> for EnabledFlag {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a boolean or "true"/"false""#)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+        Ok(v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// Runs a visitor through `deserialize_any`, mapping JSON `null` to `None`.
+struct OptionalSeed<V>(V);
+
+impl<'de, V> de::DeserializeSeed<'de> for OptionalSeed<V>
+where
+    V: Visitor<'de> + Copy,
+{
+    type Value = Option<V::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(Nullable(self.0))
+    }
+}
+
+/// Wraps a visitor so that `null` becomes `None` and everything else `Some(inner result)`.
+struct Nullable<V>(V);
+
+impl<'de, V: Visitor<'de> + Copy> Visitor<'de> for Nullable<V> {
+    type Value = Option<V::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)?;
+        f.write_str(" or null")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.0.visit_bool(v).map(Some)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.0.visit_i64(v).map(Some)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.0.visit_u64(v).map(Some)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.0.visit_f64(v).map(Some)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.visit_str(v).map(Some)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.0.visit_borrowed_str(v).map(Some)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        self.0.visit_string(v).map(Some)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(seq).map(Some)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map).map(Some)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars: text and integers
+// ---------------------------------------------------------------------------------------------
+
+/// Visits a text value: a string (kept verbatim), or a number or boolean (its JSON text).
+#[derive(Clone, Copy)]
+struct Text;
+
+impl<'de> Visitor<'de> for Text {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(if v { "true" } else { "false" }.to_owned())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+}
+
+/// Visits a status string without allocating: [`Status::parse`]; a number or boolean is
+/// [`Status::Unknown`].
+#[derive(Clone, Copy)]
+struct StatusText;
+
+impl<'de> Visitor<'de> for StatusText {
+    type Value = Status;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a status string")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Status, E> {
+        Ok(Status::Unknown)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Status, E> {
+        Ok(Status::Unknown)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Status, E> {
+        Ok(Status::Unknown)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Status, E> {
+        Ok(Status::Unknown)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Status, E> {
+        Ok(Status::parse(v))
+    }
+}
+
+/// Visits an `actionType` string without allocating: [`ActionType::parse`]; anything it does
+/// not know (or a number or boolean) is `None`.
+#[derive(Clone, Copy)]
+struct ActionText;
+
+impl<'de> Visitor<'de> for ActionText {
+    type Value = Option<ActionType>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an action type string")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(ActionType::parse(v))
+    }
+}
+
+/// Visits an integer sent as a JSON integer or as a numeric string (blanks trimmed), as
+/// Eureka's codecs read `versions__delta` and the timestamps (`Long.valueOf`).
+#[derive(Clone, Copy)]
+struct Integer;
+
+impl<'de> Visitor<'de> for Integer {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer or a numeric string")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        Err(E::invalid_type(Unexpected::Float(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        v.trim()
+            .parse::<i64>()
+            .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+// ---------------------------------------------------------------------------------------------
+
+/// The `metadata` map after Eureka's rules: `@class` dropped, scalars as text.
+struct Metadata(BTreeMap<String, String>);
+
+/// Jackson's type marker inside serialized maps.
+const CLASS_MARKER: &str = "@class";
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetadataVisitor;
+
+        impl<'de> Visitor<'de> for MetadataVisitor {
+            type Value = Metadata;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a metadata object")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Metadata, E> {
+                Ok(Metadata(BTreeMap::new()))
+            }
+
+            /// Jettison renders an empty `<metadata/>` as `""`.
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Metadata, E> {
+                if v.trim().is_empty() {
+                    Ok(Metadata(BTreeMap::new()))
+                } else {
+                    Err(E::invalid_type(Unexpected::Str(v), &self))
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<MetaValue>()?;
+                    if key == CLASS_MARKER {
+                        continue;
+                    }
+                    if let Some(value) = value.0 {
+                        out.insert(key, value);
+                    }
+                }
+                Ok(Metadata(out))
+            }
+        }
+
+        deserializer.deserialize_any(MetadataVisitor)
+    }
+}
+
+/// One metadata value: scalars as text; `null`, objects and arrays are skipped (`None`).
+struct MetaValue(Option<String>);
+
+impl<'de> Deserialize<'de> for MetaValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaValueVisitor;
+
+        impl<'de> Visitor<'de> for MetaValueVisitor {
+            type Value = MetaValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a metadata value")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<MetaValue, E> {
+                Ok(MetaValue(None))
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<MetaValue, E> {
+                Text.visit_bool(v).map(|s| MetaValue(Some(s)))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MetaValue, E> {
+                Ok(MetaValue(Some(v.to_string())))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MetaValue, E> {
+                Ok(MetaValue(Some(v.to_string())))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<MetaValue, E> {
+                Ok(MetaValue(Some(v.to_string())))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MetaValue, E> {
+                Ok(MetaValue(Some(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<MetaValue, E> {
+                Ok(MetaValue(Some(v)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MetaValue, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(MetaValue(None))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetaValue, A::Error> {
+                while map.next_entry::<IgnoredAny, Skip>()?.is_some() {}
+                Ok(MetaValue(None))
+            }
+        }
+
+        deserializer.deserialize_any(MetaValueVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(input: &str) -> (usize, usize, String) {
+        err_of_bytes(input.as_bytes())
+    }
+
+    fn err_of_bytes(input: &[u8]) -> (usize, usize, String) {
+        match decode(input) {
+            Err(DecodeError::Json {
+                line,
+                column,
+                message,
+            }) => (line, column, message),
+            other => panic!("expected a JSON error for {input:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_message_has_no_duplicate_position() {
+        let (line, column, message) = err_of("{\n  \"applications\": [1]\n}");
+        assert_eq!(line, 2);
+        assert!(column > 1);
+        assert!(!message.contains(" at line "), "{message}");
+    }
+
+    #[test]
+    fn repeated_key_last_wins() {
+        let s = decode(br#"{"instance":{"hostName":"a","hostName":"b","port":1,"port":{"$":2}}}"#)
+            .unwrap();
+        let i = &s.applications[0].instances[0];
+        assert_eq!(i.host_name, "b");
+        assert_eq!(
+            i.port,
+            PortInfo {
+                port: 2,
+                enabled: true
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_positioned() {
+        let (line, column, _) = err_of_bytes(b"{\n\"instance\":{\"app\":\"\xFF\"}}");
+        assert_eq!(line, 2);
+        assert!(column > 1);
+    }
+
+    #[test]
+    fn port_visitor_bounds() {
+        let p: PortWire = serde_json::from_str(r#"{"$":"65535"}"#).unwrap();
+        assert_eq!(p.port, Some(65535));
+        assert_eq!(p.enabled, None);
+        let p: PortWire = serde_json::from_str("0").unwrap();
+        assert_eq!(p.port, Some(0));
+        assert!(serde_json::from_str::<PortWire>(r#"{"$":-1}"#).is_err());
+        assert!(serde_json::from_str::<PortWire>(r#"{"$":65536}"#).is_err());
+        assert!(serde_json::from_str::<PortWire>(r#"{"$":80.5}"#).is_err());
+        assert!(serde_json::from_str::<PortWire>(r#"{"$":" 80 "}"#).is_ok());
+        assert!(serde_json::from_str::<PortWire>(r#"{"$":[80]}"#).is_err());
+        let p: PortWire = serde_json::from_str(r#"{"$":null,"@enabled":null,"x":{}}"#).unwrap();
+        assert_eq!((p.port, p.enabled), (None, None));
+    }
+
+    #[test]
+    fn enabled_flag_follows_java_parse_boolean() {
+        for (input, expected) in [
+            (r#"{"@enabled":"TRUE"}"#, true),
+            (r#"{"@enabled":" true "}"#, true),
+            (r#"{"@enabled":"yes"}"#, false),
+            (r#"{"@enabled":false}"#, false),
+            (r#"{"@enabled":true}"#, true),
+        ] {
+            let p: PortWire = serde_json::from_str(input).unwrap();
+            assert_eq!(p.enabled, Some(expected), "{input}");
+        }
+        assert!(serde_json::from_str::<PortWire>(r#"{"@enabled":1}"#).is_err());
+    }
+
+    fn opt_i64(input: &str) -> Result<Option<i64>, serde_json::Error> {
+        de::DeserializeSeed::deserialize(
+            OptionalSeed(Integer),
+            &mut serde_json::Deserializer::from_str(input),
+        )
+    }
+
+    #[test]
+    fn integer_visitor() {
+        let v: Option<i64> = opt_i64("\" 42 \"").unwrap();
+        assert_eq!(v, Some(42));
+        let v: Option<i64> = opt_i64("null").unwrap();
+        assert_eq!(v, None);
+        assert!(opt_i64("1.5").is_err());
+        assert!(opt_i64("\"x\"").is_err());
+        assert!(opt_i64("18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn metadata_values() {
+        let m: Metadata = serde_json::from_str(
+            r#"{"@class":"java.util.HashMap","a":"x","b":1,"c":true,"d":null,"e":{"f":1},"g":[1],"h":-2,"i":1.5}"#,
+        )
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = m.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", "x"),
+                ("b", "1"),
+                ("c", "true"),
+                ("h", "-2"),
+                ("i", "1.5")
+            ]
+        );
+        let m: Metadata = serde_json::from_str(r#""""#).unwrap();
+        assert!(m.0.is_empty());
+        assert!(serde_json::from_str::<Metadata>(r#""x""#).is_err());
+    }
+}

@@ -1,0 +1,463 @@
+//! Test support: certificates, test WebSocket services, an in-process agent, and clients.
+#![allow(dead_code)]
+
+pub mod eureka;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use wsrelay::config::Config;
+
+/// A self-signed certificate for localhost/127.0.0.1, written to a temp dir.
+pub struct TestCert {
+    pub dir: tempfile::TempDir,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCert {
+    pub fn new() -> TestCert {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, key_pem) =
+            wsrelay::tls::self_signed_pem(&["localhost", "127.0.0.1"]).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), &cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &key_pem).unwrap();
+        TestCert {
+            dir,
+            cert_pem,
+            key_pem,
+        }
+    }
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("tls.crt")
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.path().join("tls.key")
+    }
+    /// A rustls client config trusting only this certificate.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in wsrelay::tls::load_certs(&self.cert_path()).unwrap() {
+            roots.add(c).unwrap();
+        }
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(wsrelay::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let key = wsrelay::tls::load_certified_key(&self.cert_path(), &self.key_path()).unwrap();
+        let store = Arc::new(wsrelay::tls::CertStore::new(key));
+        Arc::new(wsrelay::tls::server_config(store).unwrap())
+    }
+}
+
+/// What a test service saw of one upgrade request.
+#[derive(Debug, Clone, Default)]
+pub struct SeenRequest {
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Close frames a test service received (code, reason), in order.
+pub type Closes = Arc<Mutex<Vec<Option<(u16, String)>>>>;
+
+/// How a test service behaves.
+#[derive(Clone, Default)]
+pub struct ServiceOptions {
+    /// Choose this subprotocol if the client offered it.
+    pub choose_protocol: Option<String>,
+    /// Refuse the upgrade with this HTTP status.
+    pub refuse_status: Option<u16>,
+    /// Serve wss with this certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Accept TCP but never answer.
+    pub silent: bool,
+}
+
+/// A test WebSocket service: echoes text/binary; the text `close:CODE:REASON` makes it close
+/// with that code. Records requests and the close frames it received.
+pub struct TestService {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<SeenRequest>>>,
+    pub closes: Closes,
+    token: CancellationToken,
+}
+
+impl Drop for TestService {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+impl TestService {
+    pub async fn start(opts: ServiceOptions) -> TestService {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let closes = Arc::new(Mutex::new(Vec::new()));
+        let token = CancellationToken::new();
+        let (rq, cl, tk) = (requests.clone(), closes.clone(), token.clone());
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    () = tk.cancelled() => break,
+                    a = listener.accept() => a.unwrap(),
+                };
+                let (opts, rq, cl, tk) = (opts.clone(), rq.clone(), cl.clone(), tk.clone());
+                tokio::spawn(async move {
+                    if opts.silent {
+                        tk.cancelled().await;
+                        drop(tcp);
+                        return;
+                    }
+                    match opts.tls.clone() {
+                        Some(cfg) => {
+                            let tls = tokio_rustls::TlsAcceptor::from(cfg)
+                                .accept(tcp)
+                                .await
+                                .unwrap();
+                            serve_ws(tls, opts, rq, cl, tk).await
+                        }
+                        None => serve_ws(tcp, opts, rq, cl, tk).await,
+                    }
+                });
+            }
+        });
+        TestService {
+            addr,
+            requests,
+            closes,
+            token,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn last_request(&self) -> SeenRequest {
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request seen")
+    }
+
+    /// Stops accepting and drops every open connection (abrupt end, no close frame).
+    pub fn kill(&self) {
+        self.token.cancel();
+    }
+}
+
+#[allow(clippy::result_large_err)] // the callback's type is tungstenite's
+async fn serve_ws<S>(
+    io: S,
+    opts: ServiceOptions,
+    rq: Arc<Mutex<Vec<SeenRequest>>>,
+    cl: Closes,
+    tk: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        rq.lock().unwrap().push(SeenRequest {
+            path_and_query: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+        });
+        if let Some(status) = opts.refuse_status {
+            let mut r = ErrorResponse::new(Some("refused by test service".into()));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            return Err(r);
+        }
+        if let Some(p) = &opts.choose_protocol {
+            let offered = req
+                .headers()
+                .get_all("sec-websocket-protocol")
+                .iter()
+                .flat_map(|v| {
+                    v.to_str()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .any(|o| &o == p);
+            if offered {
+                resp.headers_mut()
+                    .insert("sec-websocket-protocol", p.parse().unwrap());
+            }
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(io, callback).await else {
+        return;
+    };
+    loop {
+        let msg = tokio::select! {
+            () = tk.cancelled() => return, // abrupt: drop the socket
+            m = ws.next() => m,
+        };
+        match msg {
+            Some(Ok(Message::Text(t))) if t.starts_with("close:") => {
+                let mut parts = t.splitn(3, ':');
+                parts.next();
+                let code: u16 = parts.next().unwrap().parse().unwrap();
+                let reason = parts.next().unwrap_or("").to_string();
+                let _ = ws
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    })))
+                    .await;
+                // Drain until the close answer.
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+                return;
+            }
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                if ws.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Message::Close(f))) => {
+                cl.lock()
+                    .unwrap()
+                    .push(f.map(|f| (u16::from(f.code), f.reason.to_string())));
+                let _ = ws.close(None).await;
+                return;
+            }
+            Some(Ok(_)) => {}
+            _ => return,
+        }
+    }
+}
+
+/// One instance line for a registry written in XStream XML.
+pub struct Inst {
+    pub app: &'static str,
+    pub id: String,
+    pub port: u16,
+    pub secure: bool,
+    pub status: &'static str,
+    pub routes: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+impl Inst {
+    pub fn new(app: &'static str, id: &str, port: u16) -> Inst {
+        Inst {
+            app,
+            id: id.to_string(),
+            port,
+            secure: false,
+            status: "UP",
+            routes: vec![("ws__v1", "ws/v1", "/discoverableclient/ws")],
+        }
+    }
+}
+
+/// An XStream-layout registry XML for `instances` (hostName 127.0.0.1 or localhost for wss).
+pub fn registry_xml(instances: &[Inst]) -> String {
+    let mut apps: Vec<&'static str> = instances.iter().map(|i| i.app).collect();
+    apps.dedup();
+    let mut out = String::from(
+        "<applications><versions__delta>1</versions__delta><apps__hashcode></apps__hashcode>",
+    );
+    for app in apps {
+        out.push_str(&format!("<application><name>{app}</name>"));
+        for i in instances.iter().filter(|i| i.app == app) {
+            let host = if i.secure { "localhost" } else { "127.0.0.1" };
+            out.push_str(&format!(
+                "<instance><instanceId>{id}</instanceId><hostName>{host}</hostName><app>{app}</app><ipAddr>127.0.0.1</ipAddr><status>{st}</status><overriddenstatus>UNKNOWN</overriddenstatus><port enabled=\"{pe}\">{port}</port><securePort enabled=\"{se}\">{port}</securePort><metadata>",
+                id = i.id,
+                st = i.status,
+                pe = !i.secure,
+                se = i.secure,
+                port = i.port
+            ));
+            for (name, g, s) in &i.routes {
+                out.push_str(&format!(
+                    "<apiml.routes.{name}.gatewayUrl>{g}</apiml.routes.{name}.gatewayUrl><apiml.routes.{name}.serviceUrl>{s}</apiml.routes.{name}.serviceUrl>"
+                ));
+            }
+            out.push_str("</metadata></instance>");
+        }
+        out.push_str("</application>");
+    }
+    out.push_str("</applications>");
+    out
+}
+
+/// An agent running in-process on 127.0.0.1:0 with TLS from `cert`.
+pub struct TestAgent {
+    pub agent: wsrelay::Agent,
+    pub token: CancellationToken,
+    pub cert: Arc<TestCert>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+impl TestAgent {
+    /// Starts an agent with a registry file holding `registry` and extra TOML appended to
+    /// each section via `extra` (full TOML tables).
+    pub async fn with_registry_file(registry: &str, extra: &str) -> TestAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = dir.path().join("registry.xml");
+        std::fs::write(&reg, registry).unwrap();
+        Self::start_with(
+            &format!(
+                "[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n",
+                reg.display().to_string()
+            ),
+            extra,
+            dir,
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        registry_section: &str,
+        extra: &str,
+        dir: tempfile::TempDir,
+    ) -> TestAgent {
+        let cert = Arc::new(TestCert::new());
+        let ca = cert.cert_path();
+        let toml = format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n{registry_section}\n[upstream]\nca_file = {:?}\nconnect_timeout = \"2s\"\nhandshake_timeout = \"2s\"\n{extra}",
+            cert.cert_path().display().to_string(),
+            cert.key_path().display().to_string(),
+            ca.display().to_string(),
+        );
+        let config = Config::from_toml(&toml, None).unwrap();
+        let token = CancellationToken::new();
+        let agent = wsrelay::start(config, token.clone()).await.unwrap();
+        TestAgent {
+            agent,
+            token,
+            cert,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("wss://localhost:{}{}", self.agent.local_addr.port(), path)
+    }
+
+    /// Connects a WebSocket client over TLS (trusting the agent's certificate).
+    pub async fn connect(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<
+        (
+            WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = self.url(path).into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            Some(Connector::Rustls(self.cert.client_config())),
+        )
+        .await
+    }
+
+    /// Waits (up to 5 s) until the live session count is `n`.
+    pub async fn wait_sessions(&self, n: usize) {
+        for _ in 0..500 {
+            if self.agent.live_sessions() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "live sessions: {} (expected {n})",
+            self.agent.live_sessions()
+        );
+    }
+}
+
+/// Reads messages until a close frame; returns (code, reason).
+pub async fn read_close<S>(ws: &mut WebSocketStream<S>) -> Option<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no close within 5 s")
+        {
+            Some(Ok(Message::Close(f))) => {
+                // Flush our close answer, as a live peer does.
+                let _ = ws.flush().await;
+                return f.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// The HTTP status and JSON body of a refused upgrade.
+pub fn refused(e: tokio_tungstenite::tungstenite::Error) -> (u16, serde_json::Value) {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().clone().unwrap_or_default();
+            (
+                status,
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            )
+        }
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
