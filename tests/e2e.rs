@@ -514,3 +514,38 @@ async fn admin_get(agent: &TestAgent, path: &str) -> (u16, serde_json::Value) {
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The captured Zowe registry (Eureka codec output), served by the test Eureka server as it was
+/// captured, in JSON and XML: `check` decodes both to the same registry.
+#[tokio::test]
+async fn captured_zowe_registry_served_over_eureka_http() {
+    let eureka = support::eureka::FakeEureka::start().await;
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/eureka/zowe-api-layer/wire-contract/"
+    );
+    let mut outputs = Vec::new();
+    for (file, format, ct) in [
+        ("applications-registry.json", "json", "application/json"),
+        ("applications-registry.xml", "xml", "application/xml"),
+    ] {
+        eureka.set_mode(support::eureka::Mode::Canned {
+            status: 200,
+            content_type: ct.into(),
+            body: std::fs::read(format!("{fixtures}{file}")).unwrap(),
+        });
+        let toml = format!(
+            "[tls]\nenabled = false\n[registry]\neureka_urls = [{:?}]\nformat = {format:?}\n",
+            eureka.service_url()
+        );
+        let config = wsrelay::config::Config::from_toml(&toml, None).unwrap();
+        let out = wsrelay::check(&config).await.unwrap();
+        // 2 applications, 3 instances; their routes are api/v1 (HTTP), so no WebSocket route.
+        assert!(
+            out.contains("2 applications, 3 instances; 0 with WebSocket routes"),
+            "{out}"
+        );
+        outputs.push(out.lines().skip(1).collect::<Vec<_>>().join("\n"));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}

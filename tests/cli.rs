@@ -1,0 +1,100 @@
+//! The `wsrelay` binary: `check`, config errors (exit 64).
+
+use std::process::Command;
+
+fn wsrelay() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+}
+
+#[test]
+fn check_prints_the_route_table_from_the_bundled_example_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    let reg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+    std::fs::write(
+        &cfg,
+        format!("[tls]\nenabled = false\n[registry]\nfile = {reg:?}\n"),
+    )
+    .unwrap();
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 applications, 1 instances; 1 with WebSocket routes"),
+        "{stdout}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("DISCOVERABLECLIENT"))
+        .expect("a route row");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        [
+            "DISCOVERABLECLIENT",
+            "ws/v1",
+            "/discoverableclient/ws",
+            "ws://localhost:10012",
+            "UP"
+        ]
+    );
+}
+
+#[test]
+fn invalid_config_exits_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    std::fs::write(&cfg, "[tls]\nenabled = false\n[registry]\nfile = \"r.xml\"\n[limits]\nhandshake_timeout = \"0s\"\n").unwrap();
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limits.handshake_timeout"), "{err}");
+
+    std::fs::write(&cfg, "[listen]\nadress = \"0.0.0.0:1\"\n").unwrap();
+    let out = wsrelay().arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
+
+    let out = wsrelay()
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn check_fails_when_the_registry_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    let reg = dir.path().join("broken.json");
+    std::fs::write(&reg, "{\"applications\": [").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tls]\nenabled = false\n[registry]\nfile = {:?}\n",
+            reg.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.json"), "{err}");
+}
