@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod proxy;
 pub mod registry;
 pub mod routing;
@@ -79,9 +80,11 @@ impl Agent {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Agent> {
     let routes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let status = Arc::new(RegistryStatus::default());
+    let metrics = Arc::new(metrics::Metrics::new());
     let publisher = Publisher {
         routes: Arc::clone(&routes),
         status: Arc::clone(&status),
+        metrics: metrics.registry.clone(),
     };
     let tracker = TaskTracker::new();
 
@@ -102,42 +105,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .context("cannot load upstream.ca_file")?;
 
     // Registry: first load now, then refresh in the background.
-    let interval = config.registry.refresh_interval;
-    match &config.registry.source {
-        RegistrySource::File(path) => {
-            let path = path.clone();
-            let max = config.registry.max_payload_size;
-            registry::file::refresh(&path, max, &publisher).await;
-            let token = shutdown.clone();
-            tracker.spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = token.cancelled() => break,
-                        () = tokio::time::sleep(interval) => {}
-                    }
-                    registry::file::refresh(&path, max, &publisher).await;
-                }
-            });
-        }
-        RegistrySource::Eureka(urls) => {
-            let client = EurekaClient::new(urls.clone(), &config.registry, client_tls.clone())
-                .context("cannot build the Eureka HTTP client")?;
-            client.refresh(&publisher).await;
-            let token = shutdown.clone();
-            tracker.spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = token.cancelled() => break,
-                        () = tokio::time::sleep(interval) => {}
-                    }
-                    tokio::select! {
-                        () = token.cancelled() => break,
-                        _ = client.refresh(&publisher) => {}
-                    }
-                }
-            });
-        }
-    }
+    registry::spawn(
+        &config.registry,
+        publisher,
+        client_tls.clone(),
+        &tracker,
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the registry source")?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -147,6 +123,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let shared = Arc::new(Shared {
         routes,
         registry: status,
+        metrics,
         sessions: Arc::new(SessionTable::new()),
         upstream: UpstreamSettings {
             connect_timeout: config.upstream.connect_timeout,

@@ -37,6 +37,8 @@ pub struct Shared {
     pub routes: Arc<ArcSwap<RouteTable>>,
     /// Registry health (last success, source).
     pub registry: Arc<RegistryStatus>,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Live sessions.
     pub sessions: Arc<SessionTable>,
     /// How to reach services.

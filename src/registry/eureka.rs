@@ -210,6 +210,11 @@ impl EurekaClient {
     pub async fn refresh(&self, publisher: &Publisher) -> bool {
         match self.fetch().await {
             Ok((snapshot, source)) => {
+                publisher
+                    .metrics
+                    .fetches
+                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "full" })
+                    .inc();
                 publisher.publish(&snapshot, &source);
                 true
             }

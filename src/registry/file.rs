@@ -73,6 +73,11 @@ pub async fn load(path: &Path, max: usize) -> Result<Snapshot, FileError> {
 pub async fn refresh(path: &Path, max: usize, publisher: &Publisher) -> bool {
     match load(path, max).await {
         Ok(s) => {
+            publisher
+                .metrics
+                .fetches
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome: "file" })
+                .inc();
             publisher.publish(&s, &path.display().to_string());
             true
         }

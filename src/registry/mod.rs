@@ -133,6 +133,8 @@ pub struct Publisher {
     pub routes: Arc<ArcSwap<RouteTable>>,
     /// Health of the source.
     pub status: Arc<RegistryStatus>,
+    /// Registry metrics (last success, fetch outcomes, instances by status).
+    pub metrics: crate::metrics::RegistryMetrics,
 }
 
 impl Publisher {
@@ -142,6 +144,7 @@ impl Publisher {
         let table = RouteTable::build(snapshot);
         let recovered = self.status.snapshot().last_error.is_some();
         self.status.success(source);
+        self.record_success(snapshot);
         if recovered {
             tracing::info!(source, "registry reachable again");
         }
@@ -162,8 +165,32 @@ impl Publisher {
         true
     }
 
+    fn record_success(&self, snapshot: &Snapshot) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.metrics.last_success.set(now);
+        let mut counts: std::collections::BTreeMap<Status, i64> = std::collections::BTreeMap::new();
+        for inst in snapshot.applications.iter().flat_map(|a| &a.instances) {
+            *counts.entry(inst.effective_status()).or_default() += 1;
+        }
+        self.metrics.instances.clear();
+        for (status, n) in counts {
+            self.metrics
+                .instances
+                .get_or_create(&crate::metrics::StatusLabel {
+                    status: status.as_str().to_owned(),
+                })
+                .set(n);
+        }
+    }
+
     /// Records a failed fetch/decode; logs it once per outage (the last good table stays).
     pub fn fail(&self, error: String) {
+        self.metrics
+            .fetches
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome: "error" })
+            .inc();
         if self.status.failure(error.clone()) {
             if self.status.loaded() {
                 tracing::warn!(error = %error, "registry update failed; keeping the last good routing table (logged once until it recovers)");
@@ -172,4 +199,53 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Loads the registry once from the configured source (a failure is recorded and logged, not
+/// fatal), then spawns the refresh loop on `tracker`; the loop ends when `shutdown` is
+/// cancelled.
+///
+/// # Errors
+/// Only when the source cannot be set up at all (e.g. the Eureka HTTP client cannot be built).
+pub async fn spawn(
+    config: &crate::config::RegistryConfig,
+    publisher: Publisher,
+    client_tls: rustls::ClientConfig,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let interval = config.refresh_interval;
+    match &config.source {
+        crate::config::RegistrySource::File(path) => {
+            let path = path.clone();
+            let max = config.max_payload_size;
+            file::refresh(&path, max, &publisher).await;
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    file::refresh(&path, max, &publisher).await;
+                }
+            });
+        }
+        crate::config::RegistrySource::Eureka(urls) => {
+            let client = eureka::EurekaClient::new(urls.clone(), config, client_tls)?;
+            client.refresh(&publisher).await;
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = client.refresh(&publisher) => {}
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
 }

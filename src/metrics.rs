@@ -1,0 +1,268 @@
+//! Prometheus metrics (prometheus-client), served at `/application/prometheus` in the
+//! OpenMetrics text format.
+//!
+//! Metric handles are cheap `Arc`ed atomics: the hot path clones a handle once per session
+//! and then only does atomic adds. Counter names below are registered without the `_total`
+//! suffix, which the OpenMetrics encoder adds.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `wsrelay_sessions_open` | gauge | `service` |
+//! | `wsrelay_sessions_total` | counter | `service`, `close_code` |
+//! | `wsrelay_handshake_failures_total` | counter | `status` |
+//! | `wsrelay_relayed_messages_total` | counter | `direction` (`client_to_service`, `service_to_client`) |
+//! | `wsrelay_relayed_bytes_total` | counter | `direction` |
+//! | `wsrelay_upstream_connect_seconds` | histogram | — |
+//! | `wsrelay_registry_last_success_timestamp_seconds` | gauge | — |
+//! | `wsrelay_registry_fetches_total` | counter | `outcome` (`full`, `delta`, `reconcile`, `error`, `file`) |
+//! | `wsrelay_registry_instances` | gauge | `status` |
+//! | `wsrelay_registry_server` | gauge (1 = current) | `server` (credentials removed) |
+//! | `wsrelay_tls_reload_failures_total` | counter | — |
+//! | `wsrelay_tls_cert_expiry_timestamp_seconds` | gauge | — |
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `service` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    /// Eureka service id.
+    pub service: String,
+}
+
+/// `service` + `close_code` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionEndLabels {
+    /// Eureka service id.
+    pub service: String,
+    /// The close code that ended the session (`1005` when none).
+    pub close_code: u16,
+}
+
+/// `status` label (HTTP status or Eureka status).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status.
+    pub status: String,
+}
+
+/// `direction` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `client_to_service` or `service_to_client`.
+    pub direction: &'static str,
+}
+
+/// `outcome` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// What happened.
+    pub outcome: &'static str,
+}
+
+/// `server` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabel {
+    /// Eureka server URL without credentials.
+    pub server: String,
+}
+
+/// Proxy metrics.
+#[derive(Clone, Debug)]
+pub struct ProxyMetrics {
+    /// Live sessions by service.
+    pub sessions_open: Family<ServiceLabel, Gauge>,
+    /// Ended sessions by service and close code.
+    pub sessions_total: Family<SessionEndLabels, Counter>,
+    /// Refused or failed handshakes by HTTP status.
+    pub handshake_failures: Family<StatusLabel, Counter>,
+    /// Messages client → service.
+    pub messages_in: Counter,
+    /// Messages service → client.
+    pub messages_out: Counter,
+    /// Bytes client → service.
+    pub bytes_in: Counter,
+    /// Bytes service → client.
+    pub bytes_out: Counter,
+    /// Upstream connect + upgrade latency in seconds.
+    pub upstream_connect: Histogram,
+}
+
+/// Registry source metrics.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryMetrics {
+    /// Unix time of the last successful fetch, in seconds.
+    pub last_success: Gauge,
+    /// Fetches by outcome.
+    pub fetches: Family<OutcomeLabel, Counter>,
+    /// Instances in the registry by effective status.
+    pub instances: Family<StatusLabel, Gauge>,
+    /// The Eureka server in use (value 1; the previous one is removed).
+    pub server: Family<ServerLabel, Gauge>,
+}
+
+/// TLS metrics.
+#[derive(Clone, Debug, Default)]
+pub struct TlsMetrics {
+    /// Certificate reloads refused (unparsable, mismatched, half-written pair).
+    pub reload_failures: Counter,
+    /// `notAfter` of the serving certificate, Unix seconds.
+    pub cert_expiry: Gauge,
+}
+
+/// Every metric of the agent, and the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Proxy metrics.
+    pub proxy: ProxyMetrics,
+    /// Registry source metrics.
+    pub registry: RegistryMetrics,
+    /// TLS metrics.
+    pub tls: TlsMetrics,
+    registry_: Mutex<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let messages = Family::<DirectionLabel, Counter>::default();
+        let bytes = Family::<DirectionLabel, Counter>::default();
+        // Pre-create the two directions so the hot path never touches the family map.
+        let dir = |d| DirectionLabel { direction: d };
+        let proxy = ProxyMetrics {
+            sessions_open: Family::default(),
+            sessions_total: Family::default(),
+            handshake_failures: Family::default(),
+            messages_in: messages.get_or_create(&dir("client_to_service")).clone(),
+            messages_out: messages.get_or_create(&dir("service_to_client")).clone(),
+            bytes_in: bytes.get_or_create(&dir("client_to_service")).clone(),
+            bytes_out: bytes.get_or_create(&dir("service_to_client")).clone(),
+            upstream_connect: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        };
+        r.register(
+            "wsrelay_sessions_open",
+            "Live WebSocket sessions",
+            proxy.sessions_open.clone(),
+        );
+        r.register(
+            "wsrelay_sessions",
+            "Ended WebSocket sessions by close code",
+            proxy.sessions_total.clone(),
+        );
+        r.register(
+            "wsrelay_handshake_failures",
+            "Upgrade requests answered with an HTTP error, by status",
+            proxy.handshake_failures.clone(),
+        );
+        r.register(
+            "wsrelay_relayed_messages",
+            "Data messages relayed",
+            messages,
+        );
+        r.register("wsrelay_relayed_bytes", "Payload bytes relayed", bytes);
+        r.register(
+            "wsrelay_upstream_connect_seconds",
+            "Time from upstream connect to its 101 answer",
+            proxy.upstream_connect.clone(),
+        );
+
+        let registry = RegistryMetrics::default();
+        r.register(
+            "wsrelay_registry_last_success_timestamp_seconds",
+            "Unix time of the last successful registry fetch",
+            registry.last_success.clone(),
+        );
+        r.register(
+            "wsrelay_registry_fetches",
+            "Registry fetches by outcome",
+            registry.fetches.clone(),
+        );
+        r.register(
+            "wsrelay_registry_instances",
+            "Registry instances by effective status",
+            registry.instances.clone(),
+        );
+        r.register(
+            "wsrelay_registry_server",
+            "The Eureka server in use (1)",
+            registry.server.clone(),
+        );
+
+        let tls = TlsMetrics::default();
+        r.register(
+            "wsrelay_tls_reload_failures",
+            "Certificate reloads refused",
+            tls.reload_failures.clone(),
+        );
+        r.register(
+            "wsrelay_tls_cert_expiry_timestamp_seconds",
+            "notAfter of the serving certificate (Unix seconds)",
+            tls.cert_expiry.clone(),
+        );
+        Metrics {
+            proxy,
+            registry,
+            tls,
+            registry_: Mutex::new(r),
+        }
+    }
+
+    /// Encodes every metric in the OpenMetrics text format (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let r = self.registry_.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_registered_metrics_with_total_suffix() {
+        let m = Metrics::new();
+        m.proxy.bytes_in.inc_by(5);
+        m.proxy
+            .sessions_total
+            .get_or_create(&SessionEndLabels {
+                service: "S".into(),
+                close_code: 1000,
+            })
+            .inc();
+        m.tls.reload_failures.inc();
+        let text = m.encode();
+        assert!(
+            text.contains("wsrelay_relayed_bytes_total{direction=\"client_to_service\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wsrelay_sessions_total{service=\"S\",close_code=\"1000\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wsrelay_tls_reload_failures_total 1"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}
