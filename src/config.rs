@@ -74,6 +74,68 @@ pub struct RawConfig {
     /// `[log]`
     #[serde(default)]
     pub log: RawLog,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[shutdown]`
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+/// `[admin]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `admin.allow`: CIDRs allowed to use `/application/*`, default loopback only.
+    pub allow: Option<Vec<String>>,
+    /// `admin.token`: optional bearer token required on `/application/*`.
+    pub token: Option<String>,
+}
+
+/// `[shutdown]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    /// `shutdown.grace`, default 30s.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+}
+
+/// A secret string (e.g. a bearer token): never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value (only for comparing, never for logging).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Access control of the diagnostics endpoints.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Client networks allowed (default `127.0.0.0/8` and `::1/128`).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Bearer token required in `Authorization: Bearer ...`, if set.
+    pub token: Option<Secret>,
+}
+
+impl AdminConfig {
+    /// Whether `ip` is in one of the allowed networks.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// `[listen]` as written in the file.
@@ -178,6 +240,10 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: LogConfig,
+    /// Diagnostics endpoint access.
+    pub admin: AdminConfig,
+    /// Time a shutdown waits for sessions to close (default 30 s).
+    pub shutdown_grace: Duration,
 }
 
 /// The listener's certificate chain and key files (PEM).
@@ -461,6 +527,50 @@ impl RawConfig {
             )?,
         };
 
+        let allow = match self.admin.allow {
+            None => {
+                let mut v = vec![ipnet::IpNet::from(std::net::IpAddr::from(
+                    std::net::Ipv6Addr::LOCALHOST,
+                ))];
+                if let Ok(n) = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8) {
+                    v.push(n.into());
+                }
+                v
+            }
+            Some(list) => list
+                .iter()
+                .map(|c| {
+                    let c = c.trim();
+                    c.parse::<ipnet::IpNet>()
+                        .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            invalid(
+                                "admin.allow",
+                                format!(
+                                    "{c:?} is not a CIDR (e.g. \"10.0.0.0/8\") or an IP address"
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let token = match self.admin.token {
+            Some(t) if t.trim().is_empty() => {
+                return Err(invalid(
+                    "admin.token",
+                    "must not be empty (remove the key to disable)",
+                ))
+            }
+            Some(t) => Some(Secret(t.trim().to_owned())),
+            None => None,
+        };
+        let admin = AdminConfig { allow, token };
+        let shutdown_grace = positive(
+            "shutdown.grace",
+            self.shutdown.grace,
+            Duration::from_secs(30),
+        )?;
+
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
             return Err(invalid(
@@ -488,6 +598,8 @@ impl RawConfig {
             upstream,
             limits,
             log: LogConfig { level, format },
+            admin,
+            shutdown_grace,
         })
     }
 }
@@ -623,6 +735,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("refresh_interval"), "{e}");
+    }
+
+    #[test]
+    fn admin_defaults_to_loopback_and_takes_cidrs() {
+        let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+        let c = Config::from_toml(base, None).unwrap();
+        assert!(c.admin.allows("127.0.0.1".parse().unwrap()));
+        assert!(c.admin.allows("127.9.9.9".parse().unwrap()));
+        assert!(c.admin.allows("::1".parse().unwrap()));
+        assert!(c.admin.allows("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c.admin.allows("10.1.2.3".parse().unwrap()));
+        assert!(!c.admin.allows("::2".parse().unwrap()));
+        assert!(c.admin.token.is_none());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        let c = Config::from_toml(&format!("{base}[admin]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]\ntoken = \"s3cret\"\n[shutdown]\ngrace = \"5s\"\n"), None).unwrap();
+        assert!(c.admin.allows("10.1.2.3".parse().unwrap()));
+        assert!(c.admin.allows("192.0.2.7".parse().unwrap()));
+        assert!(!c.admin.allows("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.admin.token.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{:?}", c.admin).contains("s3cret"));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        let e =
+            Config::from_toml(&format!("{base}[admin]\nallow = [\"nope\"]\n"), None).unwrap_err();
+        assert_eq!(key_of(e), "admin.allow");
     }
 
     #[test]
