@@ -3,15 +3,19 @@
 //! | endpoint | answer |
 //! |---|---|
 //! | `GET /application/websockets` | JSON array of live routed sessions |
-//! | `GET /application/health` | `{"status":"UP"}` (200) or `DOWN` (503) with components |
-//! | `GET /application/health/liveness` | `{"status":"UP"}` while the process serves |
-//! | `GET /application/health/readiness` | as `health`: UP once a routing table is loaded, DOWN while draining |
+//! | `GET /application/health` | `{"status":"UP"}` (200) or `DOWN` (503) with components `registry`, `tls`, `listener` |
+//! | `GET /application/health/liveness` | `{"status":"UP"}` while the process serves requests |
+//! | `GET /application/health/readiness` | as `health`: UP once a routing table is loaded, DOWN (503) while draining |
 //! | `GET /application/routes` | the current routing table |
-//! | `GET /application/info` | version, start time, config path |
+//! | `GET /application/prometheus` | Prometheus metrics (OpenMetrics text) |
+//! | `GET /application/info` | version, build, start time, config path |
 //!
-//! Only loopback clients may use them (others get 403): they reveal client addresses.
+//! Access: only clients in `admin.allow` (default: loopback) get an answer, others get 403;
+//! with `admin.token` set, requests also need `Authorization: Bearer <token>` (401 otherwise).
+//! These endpoints reveal client addresses and service topology.
 
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -20,6 +24,9 @@ use serde_json::json;
 
 use crate::proxy::close::json_error;
 use crate::proxy::Shared;
+
+/// Certificates closer than this to `notAfter` make the `tls` component report a warning.
+pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -31,13 +38,43 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<
     r
 }
 
-/// The health document and whether the agent is UP (can route and is not draining).
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The health document and whether the agent is UP (has loaded a routing table and is not
+/// draining).
 pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
     let reg = shared.registry.snapshot();
     let loaded = reg.last_success.is_some();
     let draining = shared.shutdown.is_cancelled();
     let up = loaded && !draining;
     let s = |b: bool| if b { "UP" } else { "DOWN" };
+    let tls = match &shared.cert {
+        None => json!({"status": "UP", "details": {"enabled": false}}),
+        Some(store) => {
+            let current = store.current();
+            let expiry = current
+                .end_entity_cert()
+                .ok()
+                .and_then(crate::tls::not_after_unix);
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let remaining = expiry.map(|e| e - now);
+            let warn = remaining.is_some_and(|r| r < CERT_EXPIRY_WARNING.as_secs() as i64);
+            json!({
+                "status": "UP",
+                "details": {
+                    "enabled": true,
+                    "notAfter": expiry
+                        .and_then(|e| u64::try_from(e).ok())
+                        .map(|e| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(e))),
+                    "expiresSoon": warn,
+                }
+            })
+        }
+    };
     let doc = json!({
         "status": s(up),
         "components": {
@@ -45,24 +82,65 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
                 "status": s(loaded),
                 "details": {
                     "source": reg.source,
-                    "lastSuccess": reg.last_success.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                    "lastSuccess": reg.last_success.map(rfc3339),
                     "lastError": reg.last_error,
                 }
             },
-            "listener": { "status": s(!draining) },
+            "tls": tls,
+            "listener": {
+                "status": s(!draining),
+                "details": {"draining": draining, "sessions": shared.sessions.len()}
+            },
         }
     });
     (up, doc)
 }
 
+/// Whether `peer` may use the endpoints, and the refusal if not.
+#[allow(clippy::result_large_err)] // the refusal is the response itself, built once
+fn check_access<B>(
+    req: &Request<B>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<(), Response<Full<Bytes>>> {
+    if !shared.admin.allows(peer.ip()) {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "diagnostics are not served to this client address (see admin.allow)",
+            |_| {},
+        ));
+    }
+    if let Some(token) = &shared.admin.token {
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes())) {
+            return Err(json_error(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required",
+                |h| {
+                    h.insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer"),
+                    );
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Answers a request under `/application`.
 pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Response<Full<Bytes>> {
-    if !peer.ip().is_loopback() {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "diagnostics are only served to loopback clients",
-            |_| {},
-        );
+    if let Err(refusal) = check_access(req, shared, peer) {
+        return refusal;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return json_error(
@@ -94,11 +172,34 @@ pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Respons
                 &json!(table.services().iter().map(|s| &***s).collect::<Vec<_>>()),
             )
         }
+        "/application/prometheus" => {
+            shared.sessions.sync_metrics(&shared.metrics.proxy);
+            if let Some(store) = &shared.cert {
+                if let Some(exp) = store
+                    .current()
+                    .end_entity_cert()
+                    .ok()
+                    .and_then(crate::tls::not_after_unix)
+                {
+                    shared.metrics.tls.cert_expiry.set(exp);
+                }
+            }
+            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            r
+        }
         "/application/info" => json_response(
             StatusCode::OK,
             &json!({
                 "app": {"name": "wsrelay", "version": env!("CARGO_PKG_VERSION")},
-                "startedAt": humantime::format_rfc3339_millis(shared.started_at).to_string(),
+                "build": {
+                    "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+                    "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+                },
+                "startedAt": rfc3339(shared.started_at),
                 "configPath": shared.config_path,
             }),
         ),

@@ -6,7 +6,8 @@
 //! humantime strings (`"30s"`, `"1m 30s"`, `"250ms"`), sizes as byte-size strings (`"16MiB"`,
 //! `"64KiB"`) or plain byte counts. `examples/wsrelay.toml` documents every key.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub struct RawConfig {
     /// `[registry]`
     #[serde(default)]
     pub registry: RawRegistry,
+    /// `[eureka]` (only `[eureka.instance]` today)
+    #[serde(default)]
+    pub eureka: RawEureka,
     /// `[upstream]`
     #[serde(default)]
     pub upstream: RawUpstream,
@@ -179,6 +183,70 @@ pub struct RawRegistry {
     pub read_timeout: Option<Duration>,
     /// `registry.max_payload_size`, default 64MiB.
     pub max_payload_size: Option<bytesize::ByteSize>,
+    /// `[registry.zone_urls]`: Eureka service URLs per zone (`zone-a = ["http://…/eureka/"]`),
+    /// like Eureka's `serviceUrl.<zone>` lists.
+    pub zone_urls: Option<BTreeMap<String, Vec<String>>>,
+    /// `registry.zone`: this agent's zone; its servers are tried first.
+    pub zone: Option<String>,
+    /// `registry.full_fetch_only`, default false (Eureka's `disableDelta`).
+    pub full_fetch_only: Option<bool>,
+    /// `registry.vip`: fetch only this VIP address (`GET vips/{vip}`), full fetches only.
+    pub vip: Option<String>,
+    /// `registry.cache`: last-known-good registry file, written after each successful fetch.
+    pub cache: Option<PathBuf>,
+    /// `registry.client_cert`: PEM client certificate chain for mutual TLS to Eureka.
+    pub client_cert: Option<PathBuf>,
+    /// `registry.client_key`: PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// `registry.ca_file`: PEM CA bundle trusted for `https` Eureka servers.
+    pub ca_file: Option<PathBuf>,
+    /// `registry.backoff_bound`, default 10: after timeouts the delay doubles up to this many
+    /// refresh intervals.
+    pub backoff_bound: Option<u32>,
+}
+
+/// `[eureka]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEureka {
+    /// `[eureka.instance]`: self-registration; absent = do not register.
+    pub instance: Option<RawEurekaInstance>,
+}
+
+/// `[eureka.instance]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEurekaInstance {
+    /// `eureka.instance.enabled`, default true (the section's presence turns registration on).
+    pub enabled: Option<bool>,
+    /// `eureka.instance.app`, default `WSRELAY`.
+    pub app: Option<String>,
+    /// `eureka.instance.instance_id`, default `{host_name}:{app lower-case}:{port}`.
+    pub instance_id: Option<String>,
+    /// `eureka.instance.host_name`, default the machine's host name.
+    pub host_name: Option<String>,
+    /// `eureka.instance.ip_addr`, default the listener's address or the outbound interface's.
+    pub ip_addr: Option<String>,
+    /// `eureka.instance.port`, default the listener's bound port.
+    pub port: Option<u16>,
+    /// `eureka.instance.vip_address`, default the app name in lower case.
+    pub vip_address: Option<String>,
+    /// `eureka.instance.secure_vip_address`, default the app name in lower case.
+    pub secure_vip_address: Option<String>,
+    /// `eureka.instance.renewal_interval`, default 30s.
+    #[serde(default, with = "humantime_serde")]
+    pub renewal_interval: Option<Duration>,
+    /// `eureka.instance.lease_duration`, default 90s.
+    #[serde(default, with = "humantime_serde")]
+    pub lease_duration: Option<Duration>,
+    /// `eureka.instance.home_page_url`, default `{scheme}://{host_name}:{port}/`.
+    pub home_page_url: Option<String>,
+    /// `eureka.instance.status_page_url`, default `…/application/info`.
+    pub status_page_url: Option<String>,
+    /// `eureka.instance.health_check_url`, default `…/application/health`.
+    pub health_check_url: Option<String>,
+    /// `[eureka.instance.metadata]`: string → string.
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 /// `[upstream]` as written in the file.
@@ -195,6 +263,8 @@ pub struct RawUpstream {
     pub ca_file: Option<PathBuf>,
     /// `upstream.max_attempts`, default 3.
     pub max_attempts: Option<u32>,
+    /// `upstream.insecure_skip_verify`, default false: accept any `wss` service certificate.
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `[limits]` as written in the file.
@@ -234,6 +304,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Registry source and polling.
     pub registry: RegistryConfig,
+    /// Self-registration with Eureka (`[eureka.instance]`); `None` = do not register.
+    pub eureka_instance: Option<EurekaInstanceConfig>,
     /// Upstream (service) connections.
     pub upstream: UpstreamConfig,
     /// Message and handshake limits.
@@ -288,6 +360,90 @@ pub struct RegistryConfig {
     pub read_timeout: Duration,
     /// Largest accepted registry payload in bytes (default 64 MiB); larger ones are refused.
     pub max_payload_size: usize,
+    /// Eureka-only settings (their defaults when the source is a file).
+    pub eureka: EurekaOptions,
+}
+
+/// The zone name of the `registry.eureka_urls` servers (Eureka's `serviceUrl.defaultZone`).
+pub const DEFAULT_ZONE: &str = "defaultZone";
+
+/// Eureka client settings of `[registry]`, following Netflix `EurekaClientConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EurekaOptions {
+    /// This agent's zone (`registry.zone`): servers of that zone are tried first
+    /// (Eureka's `preferSameZoneEureka`); `None` = every server in random order.
+    pub zone: Option<String>,
+    /// The zone of each server of [`RegistrySource::Eureka`], same order: [`DEFAULT_ZONE`] for
+    /// `registry.eureka_urls`, the table key for `registry.zone_urls`.
+    pub server_zones: Vec<String>,
+    /// Never ask for deltas (`registry.full_fetch_only`; Eureka's `disableDelta`).
+    pub full_fetch_only: bool,
+    /// Fetch only this VIP address (`GET vips/{vip}`, full fetches only).
+    pub vip: Option<String>,
+    /// Last-known-good registry file (`registry.cache`); `None` = no cache.
+    pub cache: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS to Eureka; set together with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// CA bundle (PEM) trusted for `https` Eureka servers besides the system roots; `None` =
+    /// the same trust as `wss` services (system roots plus `upstream.ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// After a refresh that timed out the delay doubles, up to `refresh_interval ×
+    /// backoff_bound` (Eureka's `cacheRefreshExecutorExponentialBackOffBound`, default 10).
+    pub backoff_bound: u32,
+}
+
+impl Default for EurekaOptions {
+    fn default() -> Self {
+        EurekaOptions {
+            zone: None,
+            server_zones: Vec::new(),
+            full_fetch_only: false,
+            vip: None,
+            cache: None,
+            client_cert: None,
+            client_key: None,
+            ca_file: None,
+            backoff_bound: 10,
+        }
+    }
+}
+
+/// Self-registration settings (`[eureka.instance]`): the `InstanceInfo` the agent registers
+/// (legacy JSON, as Netflix and Spring Cloud clients send it) and its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EurekaInstanceConfig {
+    /// `app`, upper-cased as Eureka stores it (default `WSRELAY`).
+    pub app: String,
+    /// `instanceId`; `None` = `{hostName}:{app lower-case}:{port}` (Spring Cloud's default).
+    pub instance_id: Option<String>,
+    /// `hostName`; `None` = the machine's host name.
+    pub host_name: Option<String>,
+    /// `ipAddr`; `None` = the listener's IP, or the outbound interface's when it listens on
+    /// every address.
+    pub ip_addr: Option<IpAddr>,
+    /// Advertised port; `None` = the listener's bound port. It is `securePort` (enabled) when
+    /// TLS is on, `port` otherwise.
+    pub port: Option<u16>,
+    /// `vipAddress`; `None` = the app name in lower case.
+    pub vip_address: Option<String>,
+    /// `secureVipAddress`; `None` = the app name in lower case.
+    pub secure_vip_address: Option<String>,
+    /// Heartbeat interval (`leaseInfo.renewalIntervalInSecs`, rounded up to whole seconds on
+    /// the wire; default 30 s).
+    pub renewal_interval: Duration,
+    /// Lease duration without heartbeat before eviction (`leaseInfo.durationInSecs`, default
+    /// 90 s); longer than `renewal_interval`.
+    pub lease_duration: Duration,
+    /// `homePageUrl`; `None` = `{scheme}://{hostName}:{port}/`.
+    pub home_page_url: Option<String>,
+    /// `statusPageUrl`; `None` = `{scheme}://{hostName}:{port}/application/info`.
+    pub status_page_url: Option<String>,
+    /// `healthCheckUrl`; `None` = `{scheme}://{hostName}:{port}/application/health`.
+    pub health_check_url: Option<String>,
+    /// `metadata` entries.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Upstream (service-side) settings.
@@ -301,6 +457,10 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     /// Instances tried per session before giving up (default 3).
     pub max_attempts: u32,
+    /// Accept any certificate and name from `wss` services (default false; labs only). The
+    /// session is still encrypted but the service is not authenticated; see
+    /// [`crate::tls::upstream_client_config`].
+    pub insecure_skip_verify: bool,
 }
 
 /// Limits on messages and handshakes.
@@ -363,31 +523,320 @@ fn size(
 }
 
 /// Checks one Eureka service URL and returns it with a trailing `/`.
-fn eureka_url(url: &str) -> Result<String, ConfigError> {
+fn eureka_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
     let url = url.trim();
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| invalid("registry.eureka_urls", format!("{url:?} is not a URL: {e}")))?;
+        .map_err(|e| invalid(key, format!("{url:?} is not a URL: {e}")))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => {
             return Err(invalid(
-                "registry.eureka_urls",
+                key,
                 format!("{url:?} must start with http:// or https://"),
             ))
         }
     }
     if uri.host().is_none() {
-        return Err(invalid(
-            "registry.eureka_urls",
-            format!("{url:?} has no host"),
-        ));
+        return Err(invalid(key, format!("{url:?} has no host")));
     }
     let mut url = url.to_owned();
     if !url.ends_with('/') {
         url.push('/');
     }
     Ok(url)
+}
+
+/// Checks a value used as one URL path segment or a host name: non-empty after trimming, no
+/// whitespace, `/`, `?`, `#` or `%`. Returns it trimmed.
+fn segment(key: &'static str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%'))
+    {
+        return Err(invalid(
+            key,
+            format!("{v:?} must not contain {c:?} (it is used in Eureka URL paths)"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// Checks an advertised page URL (`http://` or `https://` with a host).
+fn page_url(key: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    let v = v.trim().to_owned();
+    let uri: http::Uri = v
+        .parse()
+        .map_err(|e| invalid(key, format!("{v:?} is not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(invalid(
+            key,
+            format!("{v:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// Validates `[registry]` into [`RegistryConfig`].
+fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, ConfigError> {
+    let eureka = r.eureka_urls.is_some() || r.zone_urls.is_some();
+    let mut opts = EurekaOptions::default();
+    let source = match (eureka, r.file) {
+        (true, Some(_)) => {
+            return Err(invalid(
+                "registry",
+                "set either Eureka servers (registry.eureka_urls, registry.zone_urls) or registry.file, not both",
+            ))
+        }
+        (false, None) => {
+            return Err(invalid(
+                "registry",
+                "one of registry.eureka_urls, registry.zone_urls or registry.file is required",
+            ))
+        }
+        (false, Some(file)) => {
+            let eureka_only: [(&'static str, bool); 8] = [
+                ("registry.zone", r.zone.is_some()),
+                ("registry.full_fetch_only", r.full_fetch_only.is_some()),
+                ("registry.vip", r.vip.is_some()),
+                ("registry.cache", r.cache.is_some()),
+                ("registry.client_cert", r.client_cert.is_some()),
+                ("registry.client_key", r.client_key.is_some()),
+                ("registry.ca_file", r.ca_file.is_some()),
+                ("registry.backoff_bound", r.backoff_bound.is_some()),
+            ];
+            if let Some((key, _)) = eureka_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key,
+                    "only applies to Eureka servers, not to registry.file",
+                ));
+            }
+            RegistrySource::File(file)
+        }
+        (true, None) => {
+            let mut urls: Vec<String> = Vec::new();
+            let mut add = |key: &'static str, url: &str, zone: &str| {
+                let url = eureka_url(key, url)?;
+                if urls.contains(&url) {
+                    return Err(invalid(key, format!("{url:?} is listed twice")));
+                }
+                urls.push(url);
+                opts.server_zones.push(zone.to_owned());
+                Ok(())
+            };
+            for url in r.eureka_urls.iter().flatten() {
+                add("registry.eureka_urls", url, DEFAULT_ZONE)?;
+            }
+            for (zone, list) in r.zone_urls.iter().flatten() {
+                if zone.trim().is_empty() {
+                    return Err(invalid("registry.zone_urls", "zone names must not be empty"));
+                }
+                if list.is_empty() {
+                    return Err(invalid(
+                        "registry.zone_urls",
+                        format!("zone {zone:?} lists no URL"),
+                    ));
+                }
+                for url in list {
+                    add("registry.zone_urls", url, zone.trim())?;
+                }
+            }
+            if urls.is_empty() {
+                return Err(invalid(
+                    "registry.eureka_urls",
+                    "must list at least one URL",
+                ));
+            }
+            if let Some(zone) = r.zone.as_deref().map(str::trim) {
+                if !opts.server_zones.iter().any(|z| z == zone) {
+                    let mut known: Vec<&str> = opts.server_zones.iter().map(String::as_str).collect();
+                    known.dedup();
+                    return Err(invalid(
+                        "registry.zone",
+                        format!(
+                            "{zone:?} has no servers (zones with servers: {}; registry.eureka_urls are zone {DEFAULT_ZONE:?})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                opts.zone = Some(zone.to_owned());
+            }
+            opts.full_fetch_only = r.full_fetch_only.unwrap_or(false);
+            opts.vip = r
+                .vip
+                .as_deref()
+                .map(|v| segment("registry.vip", v))
+                .transpose()?;
+            if let Some(cache) = &r.cache {
+                if cache.as_os_str().is_empty() {
+                    return Err(invalid("registry.cache", "must not be empty"));
+                }
+            }
+            opts.cache = r.cache;
+            match (&r.client_cert, &r.client_key) {
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "registry.client_key",
+                        "required when registry.client_cert is set",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "registry.client_cert",
+                        "required when registry.client_key is set",
+                    ))
+                }
+                _ => {}
+            }
+            opts.client_cert = r.client_cert;
+            opts.client_key = r.client_key;
+            opts.ca_file = r.ca_file;
+            opts.backoff_bound = match r.backoff_bound {
+                None => 10,
+                Some(0) => return Err(invalid("registry.backoff_bound", "must be at least 1")),
+                Some(n) => n,
+            };
+            RegistrySource::Eureka(urls)
+        }
+    };
+    let format = match r.format.as_deref().map(str::trim) {
+        None => WireFormat::Json,
+        Some(f) if f.eq_ignore_ascii_case("json") => WireFormat::Json,
+        Some(f) if f.eq_ignore_ascii_case("xml") => WireFormat::Xml,
+        Some(f) => {
+            return Err(invalid(
+                "registry.format",
+                format!("{f:?} is not \"json\" or \"xml\""),
+            ))
+        }
+    };
+    Ok(RegistryConfig {
+        source,
+        format,
+        refresh_interval: positive(
+            "registry.refresh_interval",
+            r.refresh_interval,
+            Duration::from_secs(30),
+        )?,
+        connect_timeout: positive(
+            "registry.connect_timeout",
+            r.connect_timeout,
+            Duration::from_secs(5),
+        )?,
+        read_timeout: positive(
+            "registry.read_timeout",
+            r.read_timeout,
+            Duration::from_secs(8),
+        )?,
+        max_payload_size: size("registry.max_payload_size", r.max_payload_size, 64 << 20)?,
+        eureka: opts,
+    })
+}
+
+/// Validates `[eureka.instance]`; `None` when absent or `enabled = false`.
+fn validate_instance(
+    raw: RawEureka,
+    registry: &RegistryConfig,
+) -> Result<Option<EurekaInstanceConfig>, ConfigError> {
+    let Some(i) = raw.instance else {
+        return Ok(None);
+    };
+    let app =
+        segment("eureka.instance.app", i.app.as_deref().unwrap_or("WSRELAY"))?.to_ascii_uppercase();
+    let instance_id = i
+        .instance_id
+        .as_deref()
+        .map(|v| segment("eureka.instance.instance_id", v))
+        .transpose()?;
+    let host_name = i
+        .host_name
+        .as_deref()
+        .map(|v| segment("eureka.instance.host_name", v))
+        .transpose()?;
+    let ip_addr = match i.ip_addr.as_deref().map(str::trim) {
+        None => None,
+        Some(v) => Some(v.parse::<IpAddr>().map_err(|_| {
+            invalid(
+                "eureka.instance.ip_addr",
+                format!("{v:?} is not an IP address"),
+            )
+        })?),
+    };
+    if i.port == Some(0) {
+        return Err(invalid("eureka.instance.port", "must be 1 to 65535"));
+    }
+    let vip_address = i
+        .vip_address
+        .as_deref()
+        .map(|v| segment("eureka.instance.vip_address", v))
+        .transpose()?;
+    let secure_vip_address = i
+        .secure_vip_address
+        .as_deref()
+        .map(|v| segment("eureka.instance.secure_vip_address", v))
+        .transpose()?;
+    let renewal_interval = positive(
+        "eureka.instance.renewal_interval",
+        i.renewal_interval,
+        Duration::from_secs(30),
+    )?;
+    let lease_duration = positive(
+        "eureka.instance.lease_duration",
+        i.lease_duration,
+        Duration::from_secs(90),
+    )?;
+    if lease_duration <= renewal_interval {
+        return Err(invalid(
+            "eureka.instance.lease_duration",
+            format!(
+                "{} must be longer than eureka.instance.renewal_interval ({})",
+                humantime::format_duration(lease_duration),
+                humantime::format_duration(renewal_interval)
+            ),
+        ));
+    }
+    let metadata = i.metadata.unwrap_or_default();
+    if metadata.keys().any(|k| k.trim().is_empty()) {
+        return Err(invalid(
+            "eureka.instance.metadata",
+            "keys must not be empty",
+        ));
+    }
+    let home_page_url = page_url("eureka.instance.home_page_url", i.home_page_url)?;
+    let status_page_url = page_url("eureka.instance.status_page_url", i.status_page_url)?;
+    let health_check_url = page_url("eureka.instance.health_check_url", i.health_check_url)?;
+    // Every key is checked even when registration is off, so typos show up early.
+    if !i.enabled.unwrap_or(true) {
+        return Ok(None);
+    }
+    if !matches!(registry.source, RegistrySource::Eureka(_)) {
+        return Err(invalid(
+            "eureka.instance",
+            "self-registration needs Eureka servers (registry.eureka_urls or registry.zone_urls)",
+        ));
+    }
+    Ok(Some(EurekaInstanceConfig {
+        app,
+        instance_id,
+        host_name,
+        ip_addr,
+        port: i.port,
+        vip_address,
+        secure_vip_address,
+        renewal_interval,
+        lease_duration,
+        home_page_url,
+        status_page_url,
+        health_check_url,
+        metadata,
+    }))
 }
 
 impl RawConfig {
@@ -422,66 +871,8 @@ impl RawConfig {
             None
         };
 
-        let r = self.registry;
-        let registry_source = match (r.eureka_urls, r.file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "registry",
-                    "set either registry.eureka_urls or registry.file, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "registry",
-                    "one of registry.eureka_urls or registry.file is required",
-                ))
-            }
-            (Some(urls), None) => {
-                if urls.is_empty() {
-                    return Err(invalid(
-                        "registry.eureka_urls",
-                        "must list at least one URL",
-                    ));
-                }
-                RegistrySource::Eureka(
-                    urls.iter()
-                        .map(|u| eureka_url(u))
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-            (None, Some(file)) => RegistrySource::File(file),
-        };
-        let format = match r.format.as_deref().map(str::trim) {
-            None => WireFormat::Json,
-            Some(f) if f.eq_ignore_ascii_case("json") => WireFormat::Json,
-            Some(f) if f.eq_ignore_ascii_case("xml") => WireFormat::Xml,
-            Some(f) => {
-                return Err(invalid(
-                    "registry.format",
-                    format!("{f:?} is not \"json\" or \"xml\""),
-                ))
-            }
-        };
-        let registry = RegistryConfig {
-            source: registry_source,
-            format,
-            refresh_interval: positive(
-                "registry.refresh_interval",
-                r.refresh_interval,
-                Duration::from_secs(30),
-            )?,
-            connect_timeout: positive(
-                "registry.connect_timeout",
-                r.connect_timeout,
-                Duration::from_secs(5),
-            )?,
-            read_timeout: positive(
-                "registry.read_timeout",
-                r.read_timeout,
-                Duration::from_secs(8),
-            )?,
-            max_payload_size: size("registry.max_payload_size", r.max_payload_size, 64 << 20)?,
-        };
+        let registry = validate_registry(self.registry)?;
+        let eureka_instance = validate_instance(self.eureka, &registry)?;
 
         let u = self.upstream;
         let max_attempts = u.max_attempts.unwrap_or(3);
@@ -501,6 +892,7 @@ impl RawConfig {
             )?,
             ca_file: u.ca_file,
             max_attempts,
+            insecure_skip_verify: u.insecure_skip_verify.unwrap_or(false),
         };
 
         let l = self.limits;
@@ -595,6 +987,7 @@ impl RawConfig {
             listen,
             tls,
             registry,
+            eureka_instance,
             upstream,
             limits,
             log: LogConfig { level, format },
@@ -759,6 +1152,206 @@ mod tests {
         let e =
             Config::from_toml(&format!("{base}[admin]\nallow = [\"nope\"]\n"), None).unwrap_err();
         assert_eq!(key_of(e), "admin.allow");
+    }
+
+    #[test]
+    fn upstream_insecure_skip_verify_is_off_unless_set() {
+        let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+        let c = Config::from_toml(base, None).unwrap();
+        assert!(!c.upstream.insecure_skip_verify);
+        let c = Config::from_toml(
+            &format!("{base}[upstream]\ninsecure_skip_verify = true\n"),
+            None,
+        )
+        .unwrap();
+        assert!(c.upstream.insecure_skip_verify);
+        let e = Config::from_toml(
+            &format!("{base}[upstream]\ninsecure_skip_verify = \"yes\"\n"),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("insecure_skip_verify"), "{e}");
+    }
+
+    const NO_TLS: &str = "[tls]\nenabled = false\n";
+
+    #[test]
+    fn eureka_registry_defaults_and_zones() {
+        let c = Config::from_toml(
+            &format!(
+                "{NO_TLS}[registry]\neureka_urls = [\"http://a/eureka\"]\n[registry.zone_urls]\nz1 = [\"http://b/eureka/\", \"https://u:p@c/eureka\"]\n"
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.registry.source,
+            RegistrySource::Eureka(vec![
+                "http://a/eureka/".into(),
+                "http://b/eureka/".into(),
+                "https://u:p@c/eureka/".into()
+            ])
+        );
+        assert_eq!(
+            c.registry.eureka,
+            EurekaOptions {
+                server_zones: vec![DEFAULT_ZONE.into(), "z1".into(), "z1".into()],
+                ..EurekaOptions::default()
+            }
+        );
+        assert_eq!(c.registry.eureka.backoff_bound, 10);
+        assert!(!c.registry.eureka.full_fetch_only);
+        assert!(c.eureka_instance.is_none());
+        // zone_urls alone is enough.
+        let c = Config::from_toml(
+            &format!(
+                "{NO_TLS}[registry]\nzone = \"z\"\nzone_urls = {{ z = [\"http://b/eureka/\"] }}\n"
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.registry.eureka.zone.as_deref(), Some("z"));
+    }
+
+    #[test]
+    fn eureka_client_and_instance_keys_parse() {
+        let c = Config::from_toml(
+            &format!(
+                r#"{NO_TLS}
+                [registry]
+                eureka_urls = ["https://h:10011/eureka/"]
+                zone = "defaultZone"
+                full_fetch_only = true
+                vip = "discoverableclient"
+                cache = "/var/lib/wsrelay/registry.json"
+                client_cert = "c.pem"
+                client_key = "k.pem"
+                ca_file = "ca.pem"
+                backoff_bound = 4
+                [eureka.instance]
+                app = "wsrelay-gw"
+                instance_id = "gw1:wsrelay:10010"
+                host_name = "gw1.example.com"
+                ip_addr = "10.0.0.5"
+                port = 10010
+                vip_address = "wsrelay"
+                secure_vip_address = "wsrelay-secure"
+                renewal_interval = "10s"
+                lease_duration = "30s"
+                home_page_url = "https://gw1.example.com:10010/"
+                status_page_url = "https://gw1.example.com:10010/application/info"
+                health_check_url = "https://gw1.example.com:10010/application/health"
+                [eureka.instance.metadata]
+                "apiml.service.title" = "WebSocket relay"
+                "#
+            ),
+            None,
+        )
+        .unwrap();
+        let e = &c.registry.eureka;
+        assert_eq!(e.zone.as_deref(), Some(DEFAULT_ZONE));
+        assert!(e.full_fetch_only);
+        assert_eq!(e.vip.as_deref(), Some("discoverableclient"));
+        assert_eq!(
+            e.cache.as_deref(),
+            Some(Path::new("/var/lib/wsrelay/registry.json"))
+        );
+        assert_eq!(e.client_cert.as_deref(), Some(Path::new("c.pem")));
+        assert_eq!(e.client_key.as_deref(), Some(Path::new("k.pem")));
+        assert_eq!(e.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(e.backoff_bound, 4);
+        let i = c.eureka_instance.unwrap();
+        assert_eq!(i.app, "WSRELAY-GW");
+        assert_eq!(i.instance_id.as_deref(), Some("gw1:wsrelay:10010"));
+        assert_eq!(i.ip_addr, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(i.port, Some(10010));
+        assert_eq!(i.renewal_interval, Duration::from_secs(10));
+        assert_eq!(i.lease_duration, Duration::from_secs(30));
+        assert_eq!(i.metadata["apiml.service.title"], "WebSocket relay");
+        // Defaults, and `enabled = false`.
+        let base = format!("{NO_TLS}[registry]\neureka_urls = [\"http://h/eureka/\"]\n");
+        let i = Config::from_toml(&format!("{base}[eureka.instance]\n"), None)
+            .unwrap()
+            .eureka_instance
+            .unwrap();
+        assert_eq!(i.app, "WSRELAY");
+        assert_eq!(i.renewal_interval, Duration::from_secs(30));
+        assert_eq!(i.lease_duration, Duration::from_secs(90));
+        assert!(i.instance_id.is_none() && i.host_name.is_none() && i.port.is_none());
+        let off = Config::from_toml(&format!("{base}[eureka.instance]\nenabled = false\n"), None)
+            .unwrap();
+        assert!(off.eureka_instance.is_none());
+    }
+
+    #[test]
+    fn eureka_errors_name_the_key() {
+        let eureka = format!("{NO_TLS}[registry]\neureka_urls = [\"http://h/eureka/\"]\n");
+        let file = format!("{NO_TLS}[registry]\nfile = \"r.xml\"\n");
+        let cases: &[(String, &str)] = &[
+            (format!("{eureka}zone = \"nowhere\"\n"), "registry.zone"),
+            (format!("{eureka}vip = \"a/b\"\n"), "registry.vip"),
+            (format!("{eureka}vip = \"\"\n"), "registry.vip"),
+            (format!("{eureka}client_cert = \"c.pem\"\n"), "registry.client_key"),
+            (format!("{eureka}client_key = \"k.pem\"\n"), "registry.client_cert"),
+            (format!("{eureka}backoff_bound = 0\n"), "registry.backoff_bound"),
+            (format!("{eureka}cache = \"\"\n"), "registry.cache"),
+            (format!("{eureka}[registry.zone_urls]\nz = []\n"), "registry.zone_urls"),
+            (
+                format!("{eureka}[registry.zone_urls]\nz = [\"http://h/eureka\"]\n"),
+                "registry.zone_urls",
+            ),
+            (
+                format!("{NO_TLS}[registry]\nzone_urls = {{ z = [\"ftp://h/\"] }}\n"),
+                "registry.zone_urls",
+            ),
+            (format!("{NO_TLS}[registry]\neureka_urls = []\n"), "registry.eureka_urls"),
+            (format!("{file}cache = \"c.json\"\n"), "registry.cache"),
+            (format!("{file}vip = \"x\"\n"), "registry.vip"),
+            (
+                format!("{NO_TLS}[registry]\nfile = \"r\"\nzone_urls = {{ z = [\"http://h/\"] }}\n"),
+                "registry",
+            ),
+            (format!("{file}[eureka.instance]\n"), "eureka.instance"),
+            (
+                format!("{eureka}[eureka.instance]\nrenewal_interval = \"30s\"\nlease_duration = \"30s\"\n"),
+                "eureka.instance.lease_duration",
+            ),
+            (
+                format!("{eureka}[eureka.instance]\nrenewal_interval = \"0s\"\n"),
+                "eureka.instance.renewal_interval",
+            ),
+            (format!("{eureka}[eureka.instance]\nip_addr = \"10.0.0\"\n"), "eureka.instance.ip_addr"),
+            (format!("{eureka}[eureka.instance]\napp = \"a b\"\n"), "eureka.instance.app"),
+            (
+                format!("{eureka}[eureka.instance]\ninstance_id = \"a/b\"\n"),
+                "eureka.instance.instance_id",
+            ),
+            (format!("{eureka}[eureka.instance]\nhost_name = \"\"\n"), "eureka.instance.host_name"),
+            (format!("{eureka}[eureka.instance]\nport = 0\n"), "eureka.instance.port"),
+            (
+                format!("{eureka}[eureka.instance]\nhealth_check_url = \"ftp://h/\"\n"),
+                "eureka.instance.health_check_url",
+            ),
+            (
+                format!("{eureka}[eureka.instance]\nvip_address = \"a b\"\n"),
+                "eureka.instance.vip_address",
+            ),
+            (
+                format!("{eureka}[eureka.instance.metadata]\n\"\" = \"x\"\n"),
+                "eureka.instance.metadata",
+            ),
+        ];
+        for (toml, key) in cases {
+            let e = Config::from_toml(toml, None).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{toml}: {e}");
+            assert_eq!(key_of(e), *key, "{toml}");
+        }
+        let e =
+            Config::from_toml(&format!("{eureka}[eureka.instance]\nnope = 1\n"), None).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Parse { .. }) && e.to_string().contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]

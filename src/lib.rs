@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod proxy;
 pub mod registry;
 pub mod routing;
 pub mod sessions;
+pub mod systemd;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -38,9 +40,6 @@ use registry::{eureka::EurekaClient, Publisher, RegistryStatus};
 use routing::RouteTable;
 use sessions::SessionTable;
 
-/// How long a shutdown waits for sessions to finish their close handshakes.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// A running agent: its bound address and handles to its state.
 pub struct Agent {
     /// The address the listener is bound to (useful with port 0).
@@ -60,13 +59,30 @@ impl Agent {
         self.shared.shutdown.cancel();
     }
 
-    /// Waits until every connection and session task has ended, at most `grace`.
-    /// Returns false if tasks were still running when `grace` ran out.
+    /// Drains after [`Agent::shutdown`]: waits (at most `grace`) until every session has
+    /// ended, then closes the listener and waits for the remaining tasks. Until the listener
+    /// closes, health answers 503 and upgrades get 503. Returns false if sessions were still
+    /// open when `grace` ran out.
     pub async fn drained(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.shared.sessions.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let all_closed = self.shared.sessions.is_empty();
+        self.shared.closed.cancel();
         self.shared.tracker.close();
-        tokio::time::timeout(grace, self.shared.tracker.wait())
-            .await
-            .is_ok()
+        let rest = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
+        let _ = tokio::time::timeout(rest, self.shared.tracker.wait()).await;
+        all_closed
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        self.shared.closed.cancel();
     }
 }
 
@@ -88,17 +104,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let tracker = TaskTracker::new();
 
-    let acceptor = match &config.tls {
+    let (acceptor, cert_store) = match &config.tls {
         Some(files) => {
             let key = tls::load_certified_key(&files.cert, &files.key)
                 .context("cannot load the listener certificate")?;
             let store = Arc::new(tls::CertStore::new(key));
-            let cfg = tls::server_config(store).context("cannot build the TLS configuration")?;
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+            let cfg = tls::server_config(Arc::clone(&store))
+                .context("cannot build the TLS configuration")?;
+            (
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+                Some(store),
+            )
         }
         None => {
             tracing::warn!("TLS is disabled (tls.enabled = false): clients connect with ws://, for development only");
-            None
+            (None, None)
         }
     };
     let client_tls = tls::client_config(config.upstream.ca_file.as_deref())
@@ -119,6 +139,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
+    // Optional self-registration with Eureka: registers now, heartbeats, and on shutdown
+    // marks the instance OUT_OF_SERVICE and cancels it (a task on the tracker, so the drain
+    // waits for it).
+    if let Some(instance) = &config.eureka_instance {
+        registry::register::spawn(
+            instance,
+            &config.registry,
+            client_tls.clone(),
+            local_addr,
+            config.tls.is_some(),
+            Arc::clone(&status),
+            &tracker,
+            shutdown.clone(),
+        )
+        .context("cannot start the Eureka self-registration")?;
+    }
     let ws = proxy::ws_config(config.limits.max_message_size, config.limits.max_frame_size);
     let shared = Arc::new(Shared {
         routes,
@@ -138,32 +174,44 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         },
         handshake_timeout: config.limits.handshake_timeout,
         shutdown,
+        closed: CancellationToken::new(),
         tracker: tracker.clone(),
         started_at: SystemTime::now(),
         config_path: config.source.as_ref().map(|p| p.display().to_string()),
+        admin: config.admin.clone(),
+        cert: cert_store,
+        shutdown_grace: config.shutdown_grace,
     });
     tracker.spawn(proxy::listener::serve(
         listener,
         acceptor,
         Arc::clone(&shared),
     ));
+    systemd::spawn(
+        &tracker,
+        Arc::clone(&shared.registry),
+        shared.shutdown.clone(),
+    );
     let scheme = if config.tls.is_some() { "wss" } else { "ws" };
     tracing::info!(address = %local_addr, scheme, "listening");
     Ok(Agent { local_addr, shared })
 }
 
-/// Runs the agent until `shutdown` is cancelled, then drains for at most [`SHUTDOWN_GRACE`].
+/// Runs the agent until `shutdown` is cancelled, then drains: health turns DOWN, new
+/// upgrades get 503, every session is closed with 1001 on both legs, and the process waits
+/// for the close handshakes for at most `shutdown.grace`.
 ///
 /// # Errors
 /// As [`start`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let agent = start(config, shutdown.clone()).await?;
     shutdown.cancelled().await;
+    systemd::stopping();
     tracing::info!(
         sessions = agent.live_sessions(),
         "shutting down: closing sessions with 1001"
     );
-    if !agent.drained(SHUTDOWN_GRACE).await {
+    if !agent.drained(agent.shared.shutdown_grace).await {
         tracing::warn!(
             sessions = agent.live_sessions(),
             "shutdown grace period over; dropping what is left"

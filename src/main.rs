@@ -25,6 +25,14 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum HealthCheck {
+    /// `/application/health/liveness`: the process answers.
+    Liveness,
+    /// `/application/health/readiness`: a routing table is loaded and no drain is running.
+    Readiness,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormatArg {
     Text,
     Json,
@@ -36,6 +44,18 @@ enum Command {
     Run,
     /// Validate the config, fetch the registry once, print the route table.
     Check,
+    /// Print the live sessions of a running agent (from /application/websockets).
+    Sessions(RemoteArgs),
+    /// Print the routing table of a running agent (from /application/routes).
+    Routes(RemoteArgs),
+    /// Probe a running agent's health (exit 0 when UP, 1 otherwise): for exec probes.
+    Health {
+        /// Which check.
+        #[arg(value_enum, default_value = "readiness")]
+        check: HealthCheck,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Run on an embedded default: self-signed certificate, bundled registry, echo service.
     Demo {
         /// Listener address.
@@ -44,7 +64,58 @@ enum Command {
     },
 }
 
+/// Where and how to reach a running agent.
+#[derive(clap::Args, Debug)]
+struct RemoteArgs {
+    /// Base URL of the agent (default: derived from the config's listen address and TLS).
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+    /// Bearer token (admin.token), if the agent requires one.
+    #[arg(long, env = "WSRELAY_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Extra CA bundle (PEM) to verify a non-loopback agent.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
 const EX_CONFIG: u8 = 64;
+
+async fn remote(
+    cli_config: &std::path::Path,
+    args: &RemoteArgs,
+    path: &str,
+    render: fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let base = match &args.url {
+        Some(u) => u.clone(),
+        None => match Config::load(cli_config) {
+            Ok(c) => wsrelay::cli::local_url(&c),
+            Err(_) => "https://127.0.0.1:10010".to_owned(),
+        },
+    };
+    let token = args.token.clone().or_else(|| {
+        Config::load(cli_config)
+            .ok()
+            .and_then(|c| c.admin.token.map(|t| t.expose().to_owned()))
+    });
+    match wsrelay::cli::fetch_json(&base, path, token.as_deref(), args.ca.as_deref()).await {
+        Ok(v) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wsrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -103,6 +174,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match &cli.command {
+        Some(Command::Sessions(args)) => {
+            return rt.block_on(remote(
+                &cli.config,
+                args,
+                "/application/websockets",
+                wsrelay::cli::render_sessions,
+            ))
+        }
+        Some(Command::Routes(args)) => {
+            return rt.block_on(remote(
+                &cli.config,
+                args,
+                "/application/routes",
+                wsrelay::cli::render_routes,
+            ))
+        }
+        Some(Command::Health {
+            check,
+            remote: args,
+        }) => {
+            let path = match check {
+                HealthCheck::Liveness => "/application/health/liveness",
+                HealthCheck::Readiness => "/application/health/readiness",
+            };
+            return rt.block_on(remote(&cli.config, args, path, |v| format!("{v}\n")));
+        }
+        _ => {}
+    }
     if let Some(Command::Demo { listen }) = cli.command {
         init_logging("info", log_format(LogFormat::Text));
         return rt.block_on(async {

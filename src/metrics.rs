@@ -142,14 +142,19 @@ impl Metrics {
         let bytes = Family::<DirectionLabel, Counter>::default();
         // Pre-create the two directions so the hot path never touches the family map.
         let dir = |d| DirectionLabel { direction: d };
+        // Each get_or_create guard must be dropped before the next call (one statement each).
+        let messages_in = messages.get_or_create(&dir("client_to_service")).clone();
+        let messages_out = messages.get_or_create(&dir("service_to_client")).clone();
+        let bytes_in = bytes.get_or_create(&dir("client_to_service")).clone();
+        let bytes_out = bytes.get_or_create(&dir("service_to_client")).clone();
         let proxy = ProxyMetrics {
             sessions_open: Family::default(),
             sessions_total: Family::default(),
             handshake_failures: Family::default(),
-            messages_in: messages.get_or_create(&dir("client_to_service")).clone(),
-            messages_out: messages.get_or_create(&dir("service_to_client")).clone(),
-            bytes_in: bytes.get_or_create(&dir("client_to_service")).clone(),
-            bytes_out: bytes.get_or_create(&dir("service_to_client")).clone(),
+            messages_in,
+            messages_out,
+            bytes_in,
+            bytes_out,
             upstream_connect: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
         r.register(

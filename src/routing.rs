@@ -430,54 +430,58 @@ fn resolved(svc: &Arc<Service>, route: usize, tail: &str, query: Option<&str>) -
     }
 }
 
-/// Rejects dot-dot segments (plain or percent-encoded), encoded `/` and `\`, raw `\`, and
-/// broken percent escapes.
+/// Rejects paths a service could read as something else than the gateway did:
+///
+/// - a `..` segment, plain or percent-encoded (`%2e%2e`, `.%2E`), also with path parameters
+///   (`..;x`: Tomcat, which most Zowe services run on, drops `;...` and then climbs);
+/// - an encoded `/` or `\` (`%2f`, `%5c`) and a raw `\` (some servers treat it as `/`);
+/// - an encoded `%` (`%25`: double encoding, `%252e%252e` is `%2e%2e` after one decode);
+/// - an encoded control character (`%00`-`%1f`, `%7f`: NUL truncation, header splitting);
+/// - a broken percent escape, and percent-escapes that do not decode to UTF-8 (overlong
+///   forms such as `%c0%ae` decode to `.` on lenient decoders).
+///
+/// The same characters are refused by Spring Security's `StrictHttpFirewall`, which the Zowe
+/// API ML gateway applies. Everything else (including `%20` and UTF-8 escapes) passes as is.
 fn check_path(path: &str) -> Result<(), LookupError> {
     let b = path.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         match c {
             b'%' => {
-                let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) else {
+                let hex = |j: usize| b.get(j).and_then(|&h| (h as char).to_digit(16));
+                let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) else {
                     return Err(LookupError::BadPath("broken percent escape"));
                 };
-                let (Some(h), Some(l)) = ((h as char).to_digit(16), (l as char).to_digit(16))
-                else {
-                    return Err(LookupError::BadPath("broken percent escape"));
-                };
-                let v = h * 16 + l;
-                if v == u32::from(b'/') || v == u32::from(b'\\') {
-                    return Err(LookupError::BadPath("encoded path separator"));
+                let v = (h * 16 + l) as u8;
+                match v {
+                    b'/' | b'\\' => return Err(LookupError::BadPath("encoded path separator")),
+                    b'%' => return Err(LookupError::BadPath("encoded '%' (double encoding)")),
+                    0x00..=0x1f | 0x7f => {
+                        return Err(LookupError::BadPath("encoded control character"))
+                    }
+                    _ => decoded.push(v),
                 }
                 i += 3;
             }
             b'\\' => return Err(LookupError::BadPath("backslash in path")),
-            _ => i += 1,
+            0x00..=0x1f | 0x7f => return Err(LookupError::BadPath("control character")),
+            _ => {
+                decoded.push(c);
+                i += 1;
+            }
         }
     }
-    for seg in path.split('/') {
-        if seg.len() <= 6 && decoded_dots(seg) == Some(2) {
+    let text = std::str::from_utf8(&decoded)
+        .map_err(|_| LookupError::BadPath("not UTF-8 after percent-decoding"))?;
+    // `/` cannot be encoded (refused above), so decoded segments are the raw segments.
+    for seg in text.split('/') {
+        let name = seg.split(';').next().unwrap_or(seg);
+        if name == ".." {
             return Err(LookupError::BadPath("'..' segment"));
         }
     }
     Ok(())
-}
-
-/// Number of dots if the segment consists only of `.` / `%2e` / `%2E`, else `None`.
-fn decoded_dots(seg: &str) -> Option<usize> {
-    let mut n = 0;
-    let mut rest = seg;
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            rest = r;
-        } else if rest.len() >= 3 && rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%2e")) {
-            rest = rest.get(3..)?;
-        } else {
-            return None;
-        }
-        n += 1;
-    }
-    Some(n)
 }
 
 #[cfg(test)]
@@ -634,13 +638,33 @@ mod tests {
             "/discoverableclient/ws/v1/x%zz",
             "/discoverableclient/ws/v1/x%2",
             "/discoverableclient/ws/v1/..",
+            // Path parameters on a dot-dot segment (Tomcat strips `;...`).
+            "/discoverableclient/ws/v1/..;/admin",
+            "/discoverableclient/ws/v1/..;jsessionid=x/admin",
+            "/discoverableclient/ws/v1/%2e%2e;x/admin",
+            "/discoverableclient/ws/v1/.%2e%3bx/admin",
+            // Double encoding, NUL and control characters, overlong UTF-8 for '.'.
+            "/discoverableclient/ws/v1/%252e%252e/admin",
+            "/discoverableclient/ws/v1/x%00.html",
+            "/discoverableclient/ws/v1/x%0d%0aSet-Cookie:a",
+            "/discoverableclient/ws/v1/%c0%ae%c0%ae/admin",
+            "/discoverableclient/ws/v1/%ff",
+            "/discoverableclient/ws/v1/x\\y",
         ] {
             assert!(
                 matches!(t.resolve(p, None), Err(LookupError::BadPath(_))),
                 "{p}"
             );
         }
-        assert!(t.resolve("/discoverableclient/ws/v1/a..b/.x", None).is_ok());
+        for ok in [
+            "/discoverableclient/ws/v1/a..b/.x",
+            "/discoverableclient/ws/v1/.../x",
+            "/discoverableclient/ws/v1/%C3%A9t%C3%A9/a%20b",
+            "/discoverableclient/ws/v1/a;b=c/d",
+            "/discoverableclient/ws/v1/./x",
+        ] {
+            assert!(t.resolve(ok, None).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -13,6 +13,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 /// Per-direction message and byte counters of one session.
+///
+/// The relay only touches these session-local atomics; the global Prometheus counters are
+/// brought up to date from them by [`SessionTable::sync_metrics`] (on every scrape and when a
+/// session ends), so the hot path never contends on shared counters.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Data messages (text + binary) client → service.
@@ -23,6 +27,28 @@ pub struct Counters {
     pub bytes_in: AtomicU64,
     /// Payload bytes service → client.
     pub bytes_out: AtomicU64,
+    /// What was already added to the global counters: messages in/out, bytes in/out.
+    reported: [AtomicU64; 4],
+}
+
+impl Counters {
+    /// Adds what happened since the last call to the global counters (exactly once, even with
+    /// concurrent callers).
+    pub fn sync(&self, m: &crate::metrics::ProxyMetrics) {
+        let pairs = [
+            (&self.messages_in, &m.messages_in),
+            (&self.messages_out, &m.messages_out),
+            (&self.bytes_in, &m.bytes_in),
+            (&self.bytes_out, &m.bytes_out),
+        ];
+        for ((local, global), reported) in pairs.into_iter().zip(self.reported.iter()) {
+            let now = local.load(Ordering::Relaxed);
+            let before = reported.swap(now, Ordering::Relaxed);
+            if now > before {
+                global.inc_by(now - before);
+            }
+        }
+    }
 }
 
 /// One live session, as listed by `/application/websockets`.
@@ -155,6 +181,14 @@ impl SessionTable {
         self.len() == 0
     }
 
+    /// Brings the global traffic counters up to date with every live session.
+    pub fn sync_metrics(&self, m: &crate::metrics::ProxyMetrics) {
+        let live: Vec<Arc<SessionInfo>> = self.lock().values().cloned().collect();
+        for s in live {
+            s.counters.sync(m);
+        }
+    }
+
     /// All live sessions, oldest first.
     pub fn views(&self) -> Vec<SessionView> {
         let mut v: Vec<(u64, SessionView)> =
@@ -221,5 +255,20 @@ mod tests {
         assert_eq!(t.len(), 1);
         drop(g2);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn sync_adds_each_increment_once() {
+        let m = crate::metrics::Metrics::new();
+        let c = Counters::default();
+        c.bytes_in.fetch_add(10, Ordering::Relaxed);
+        c.sync(&m.proxy);
+        c.sync(&m.proxy);
+        assert_eq!(m.proxy.bytes_in.get(), 10);
+        c.bytes_in.fetch_add(5, Ordering::Relaxed);
+        c.messages_out.fetch_add(2, Ordering::Relaxed);
+        c.sync(&m.proxy);
+        assert_eq!(m.proxy.bytes_in.get(), 15);
+        assert_eq!(m.proxy.messages_out.get(), 2);
     }
 }

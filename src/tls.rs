@@ -184,6 +184,79 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
     Ok(cfg)
 }
 
+/// Builds the client configuration for `wss` services (`upstream.*` keys).
+///
+/// With `insecure_skip_verify = false` (the default) this is [`client_config`]: the service's
+/// certificate chain is verified against the system roots plus `ca_file`, and its name against
+/// the instance's `hostName` (RFC 6125 via webpki). With `insecure_skip_verify = true` (labs
+/// only) any certificate and name are accepted; the handshake signatures are still checked, so
+/// the session is encrypted, but not authenticated. `ca_file` is still loaded (a bad file is
+/// still an error) and then unused.
+///
+/// # Errors
+/// As [`client_config`].
+pub fn upstream_client_config(
+    ca_file: Option<&Path>,
+    insecure_skip_verify: bool,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let mut cfg = client_config(ca_file)?;
+    if insecure_skip_verify {
+        cfg.dangerous()
+            .set_certificate_verifier(Arc::new(SkipServerVerification(provider())));
+    }
+    Ok(cfg)
+}
+
+/// `upstream.insecure_skip_verify`: accepts any server certificate and name, but still checks
+/// the handshake signatures with the provider's algorithms (as rustls' own examples do).
+#[derive(Debug)]
+struct SkipServerVerification(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// A self-signed certificate and key (PEM) for `names` (DNS names or IP addresses), for the
 /// demo and tests.
 ///
@@ -213,6 +286,13 @@ pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<Certified
     })
 }
 
+/// The `notAfter` of a certificate, in Unix seconds (RFC 5280 §4.1.2.5), or `None` if the DER
+/// cannot be parsed.
+pub fn not_after_unix(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +312,8 @@ mod tests {
         std::fs::write(&k2p, &k2).unwrap();
         let ck = load_certified_key(&cp, &kp).unwrap();
         assert_eq!(ck.cert.len(), 1);
+        // rcgen's default validity ends in 4096.
+        assert!(not_after_unix(&ck.cert[0]).unwrap() > 4_000_000_000);
         let e = load_certified_key(&cp, &k2p).unwrap_err();
         assert!(matches!(e, TlsError::Rustls { .. }), "{e}");
         assert!(e.to_string().contains("k2.pem"), "{e}");
@@ -261,5 +343,90 @@ mod tests {
         std::fs::write(&p, c).unwrap();
         client_config(Some(&p)).unwrap();
         assert!(client_config(Some(&dir.path().join("nope.pem"))).is_err());
+    }
+
+    /// A TLS server on 127.0.0.1 with a self-signed certificate for `localhost`; each accepted
+    /// connection completes the handshake and is dropped.
+    async fn tls_server(cert: &str, key: &str) -> std::net::SocketAddr {
+        let ck = certified_key_from_pem(cert, key).unwrap();
+        let cfg = server_config(Arc::new(CertStore::new(ck))).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let a = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = a.accept(tcp).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn handshake(
+        cfg: rustls::ClientConfig,
+        addr: std::net::SocketAddr,
+        name: &str,
+    ) -> Result<(), std::io::Error> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .map(drop)
+    }
+
+    #[tokio::test]
+    async fn upstream_verification_is_on_by_default_and_skip_verify_accepts_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &cert).unwrap();
+        let addr = tls_server(&cert, &key).await;
+
+        // Default: an unknown issuer is refused, the configured CA and the right name pass,
+        // a wrong name is refused.
+        let e = handshake(
+            upstream_client_config(None, false).unwrap(),
+            addr,
+            "localhost",
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+        handshake(
+            upstream_client_config(Some(&ca), false).unwrap(),
+            addr,
+            "localhost",
+        )
+        .await
+        .unwrap();
+        let e = handshake(
+            upstream_client_config(Some(&ca), false).unwrap(),
+            addr,
+            "other.example",
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("not valid for name"), "{e}");
+
+        // insecure_skip_verify: neither issuer nor name are checked.
+        handshake(
+            upstream_client_config(None, true).unwrap(),
+            addr,
+            "localhost",
+        )
+        .await
+        .unwrap();
+        handshake(
+            upstream_client_config(None, true).unwrap(),
+            addr,
+            "other.example",
+        )
+        .await
+        .unwrap();
+        // A bad CA file is still an error.
+        assert!(upstream_client_config(Some(&dir.path().join("nope.pem")), true).is_err());
     }
 }

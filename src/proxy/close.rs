@@ -38,10 +38,12 @@ pub enum HandshakeError {
     #[error("{0}")]
     BadGateway(String),
     /// The upstream answered the upgrade with a non-101 status: 502, status in the message.
-    #[error("service {service} answered the upgrade with HTTP {status}")]
+    #[error("service {service} ({url}) answered the upgrade with HTTP {status}")]
     UpstreamStatus {
         /// Service id.
         service: String,
+        /// The instance's URL (scheme, host, port), e.g. `ws://10.0.0.5:10012`.
+        url: String,
         /// The upstream's HTTP status code.
         status: u16,
     },
@@ -161,6 +163,7 @@ mod tests {
         assert_eq!(
             HandshakeError::UpstreamStatus {
                 service: "S".into(),
+                url: "ws://h:1".into(),
                 status: 403
             }
             .status(),

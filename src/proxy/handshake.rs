@@ -49,7 +49,8 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 /// # Errors
 /// [`HandshakeError::UpgradeRequired`] (426) when it is not an upgrade to `websocket` or the
 /// version is not 13; [`HandshakeError::BadRequest`] (400) for a wrong method or HTTP version,
-/// a missing `Connection: upgrade`, a bad `Sec-WebSocket-Key`, or two `Host` headers.
+/// a missing `Connection: upgrade`, a bad `Sec-WebSocket-Key`, no or two `Host` headers, or a
+/// request body (`Content-Length` other than 0, or `Transfer-Encoding`).
 pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeError> {
     let h = req.headers();
     if !has_token(h, header::UPGRADE, "websocket") {
@@ -72,9 +73,27 @@ pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeE
             "missing `Connection: Upgrade`".into(),
         ));
     }
-    if h.get_all(header::HOST).iter().count() > 1 {
+    match h.get_all(header::HOST).iter().count() {
+        1 => {}
+        0 => {
+            // RFC 9112 §3.2: a request without Host is answered with 400.
+            return Err(HandshakeError::BadRequest("missing Host header".into()));
+        }
+        _ => {
+            return Err(HandshakeError::BadRequest(
+                "more than one Host header".into(),
+            ))
+        }
+    }
+    // The opening handshake is a GET without a body (RFC 6455 §4.1): body bytes would be
+    // read as WebSocket frames after the upgrade.
+    let has_body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0");
+    if has_body {
         return Err(HandshakeError::BadRequest(
-            "more than one Host header".into(),
+            "a WebSocket upgrade request must not have a body".into(),
         ));
     }
     match h
@@ -348,7 +367,7 @@ pub async fn connect(
 
     let remaining = s.connect_timeout.saturating_sub(started.elapsed());
     let answer = match ep.scheme {
-        Scheme::Ws => handshake(TokioIo::new(tcp), req, s.handshake_timeout).await?,
+        Scheme::Ws => handshake(TokioIo::new(tcp), req, s.handshake_timeout, &url()).await?,
         Scheme::Wss => {
             let name = rustls_pki_types::ServerName::try_from(ep.host.clone()).map_err(|_| {
                 HandshakeError::BadGateway(format!("{:?} is not a valid TLS server name", ep.host))
@@ -368,7 +387,7 @@ pub async fn connect(
                 }
                 Ok(Ok(t)) => t,
             };
-            handshake(TokioIo::new(tls), req, s.handshake_timeout).await?
+            handshake(TokioIo::new(tls), req, s.handshake_timeout, &url()).await?
         }
     };
     let (resp, upgraded) = match answer {
@@ -376,6 +395,7 @@ pub async fn connect(
         Answer::Status(status) => {
             return Err(HandshakeError::UpstreamStatus {
                 service: service_id.to_owned(),
+                url: url(),
                 status,
             })
         }
@@ -396,6 +416,22 @@ pub async fn connect(
     if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
         return Err(HandshakeError::BadGateway(format!(
             "{} answered 101 without Upgrade: websocket",
+            url()
+        )));
+    }
+    // RFC 6455 §4.1 (client rule 6): the relay offered no extension, so an answer that selects
+    // one (e.g. permessage-deflate, which would set RSV1 on frames) fails the connection.
+    if let Some(ext) = h.get(header::SEC_WEBSOCKET_EXTENSIONS) {
+        return Err(HandshakeError::BadGateway(format!(
+            "{} selected extension {:?}, which was not offered",
+            url(),
+            String::from_utf8_lossy(ext.as_bytes())
+        )));
+    }
+    // RFC 6455 §4.2.2 / §11.3.4: at most one Sec-WebSocket-Protocol, holding one value.
+    if h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().count() > 1 {
+        return Err(HandshakeError::BadGateway(format!(
+            "{} answered with more than one Sec-WebSocket-Protocol header",
             url()
         )));
     }
@@ -426,10 +462,12 @@ enum Answer {
 }
 
 /// HTTP/1.1 client handshake on `io`, driving the connection in this task until upgraded.
+/// `url` names the service in error messages.
 async fn handshake<I>(
     io: I,
     req: Request<http_body_util::Empty<bytes::Bytes>>,
     limit: Duration,
+    url: &str,
 ) -> Result<Answer, HandshakeError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -439,7 +477,7 @@ where
             .handshake::<_, http_body_util::Empty<bytes::Bytes>>(io)
             .await
             .map_err(|e| {
-                HandshakeError::BadGateway(format!("HTTP handshake with the service failed: {e}"))
+                HandshakeError::BadGateway(format!("HTTP handshake with {url} failed: {e}"))
             })?;
         let mut conn = conn.with_upgrades();
         // The connection future may finish first (it ends once it hands the upgraded socket
@@ -449,10 +487,10 @@ where
         let mut conn_done = false;
         let resp = loop {
             tokio::select! {
-                r = &mut send => break r.map_err(|e| HandshakeError::BadGateway(format!("the service did not answer the upgrade: {e}")))?,
+                r = &mut send => break r.map_err(|e| HandshakeError::BadGateway(format!("{url} did not answer the upgrade: {e}")))?,
                 c = &mut conn, if !conn_done => {
                     if let Err(e) = c {
-                        return Err(HandshakeError::BadGateway(format!("the service connection failed: {e}")));
+                        return Err(HandshakeError::BadGateway(format!("the connection to {url} failed: {e}")));
                     }
                     conn_done = true;
                 }
@@ -470,13 +508,13 @@ where
             let (up, c) = tokio::join!(on, conn);
             if let Err(e) = c {
                 return Err(HandshakeError::BadGateway(format!(
-                    "the service connection failed during upgrade: {e}"
+                    "the connection to {url} failed during the upgrade: {e}"
                 )));
             }
             up
         };
         let upgraded =
-            up.map_err(|e| HandshakeError::BadGateway(format!("upgrade failed: {e}")))?;
+            up.map_err(|e| HandshakeError::BadGateway(format!("upgrade with {url} failed: {e}")))?;
         let (parts, ()) = resp.into_parts();
         Ok(Answer::Upgraded(
             Response::from_parts(parts, body),
@@ -485,7 +523,7 @@ where
     };
     match tokio::time::timeout(limit, work).await {
         Err(_) => Err(HandshakeError::GatewayTimeout(format!(
-            "the service did not answer the upgrade within {limit:?}"
+            "{url} did not answer the upgrade within {limit:?}"
         ))),
         Ok(r) => r,
     }
@@ -503,7 +541,8 @@ mod tests {
         b.body(()).unwrap()
     }
 
-    const OK: [(&str, &str); 4] = [
+    const OK: [(&str, &str); 5] = [
+        ("host", "gw:10010"),
         ("upgrade", "websocket"),
         ("connection", "keep-alive, Upgrade"),
         ("sec-websocket-version", "13"),
@@ -569,6 +608,25 @@ mod tests {
             validate_upgrade(&req(&two_hosts)).unwrap_err().status(),
             400
         );
+    }
+
+    #[test]
+    fn no_host_or_a_body_is_400() {
+        let e = validate_upgrade(&req(&OK[1..])).unwrap_err();
+        assert_eq!(
+            (e.status(), e.to_string()),
+            (StatusCode::BAD_REQUEST, "missing Host header".into())
+        );
+        for extra in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut h = OK.to_vec();
+            h.push(extra);
+            let e = validate_upgrade(&req(&h)).unwrap_err();
+            assert_eq!(e.status(), 400, "{extra:?}");
+            assert!(e.to_string().contains("body"), "{e}");
+        }
+        let mut h = OK.to_vec();
+        h.push(("content-length", "0"));
+        assert!(validate_upgrade(&req(&h)).is_ok());
     }
 
     #[test]

@@ -22,14 +22,15 @@ use super::{client_side, handle_request, Shared};
 /// Largest accepted HTTP request head, in bytes (hyper answers 431 above it).
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 
-/// Accepts connections until `shared.shutdown` is cancelled. Each connection is served in a
+/// Accepts connections until `shared.closed` is cancelled (after the shutdown drain, so
+/// health probes are still answered, with 503, while sessions drain). Each connection is served in a
 /// task tracked by `shared.tracker`.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(10);
     let mut failing = false;
     loop {
         let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => break,
+            () = shared.closed.cancelled() => break,
             a = listener.accept() => a,
         };
         match accepted {
@@ -52,7 +53,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
                     failing = true;
                 }
                 tokio::select! {
-                    () = shared.shutdown.cancelled() => break,
+                    () = shared.closed.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -106,7 +107,7 @@ where
                 tracing::debug!(client = %client.peer, error = %e, "HTTP connection ended with an error");
             }
         }
-        () = shared.shutdown.cancelled() => {
+        () = shared.closed.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(shared.relay.close_timeout, conn).await;
         }

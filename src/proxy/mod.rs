@@ -51,14 +51,23 @@ pub struct Shared {
     pub relay: RelayConfig,
     /// TLS handshake + request head timeout.
     pub handshake_timeout: Duration,
-    /// Cancelled when the agent shuts down.
+    /// Cancelled when the agent starts shutting down: sessions get 1001, upgrades 503,
+    /// health DOWN.
     pub shutdown: CancellationToken,
+    /// Cancelled after the drain: the listener closes and idle connections end.
+    pub closed: CancellationToken,
     /// Tracks connection and session tasks for the shutdown drain.
     pub tracker: TaskTracker,
     /// When the agent started.
     pub started_at: SystemTime,
     /// Config file path, for `/application/info`.
     pub config_path: Option<String>,
+    /// Who may use `/application/*`.
+    pub admin: crate::config::AdminConfig,
+    /// The listener's certificate store (None without TLS), for health and metrics.
+    pub cert: Option<Arc<crate::tls::CertStore>>,
+    /// How long a shutdown waits for sessions.
+    pub shutdown_grace: Duration,
 }
 
 /// WebSocket settings for both legs: message and frame limits from the config, small buffers
@@ -87,6 +96,14 @@ pub async fn handle_request(
         Ok(resp) => Ok(resp),
         Err(e) => {
             let status = e.status().as_u16();
+            shared
+                .metrics
+                .proxy
+                .handshake_failures
+                .get_or_create(&crate::metrics::StatusLabel {
+                    status: status.to_string(),
+                })
+                .inc();
             if status >= 500 {
                 tracing::warn!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake failed");
             } else {
@@ -163,6 +180,11 @@ async fn open_session(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = Arc::clone(shared);
     let connect_ms = conn.elapsed.as_millis();
+    shared
+        .metrics
+        .proxy
+        .upstream_connect
+        .observe(conn.elapsed.as_secs_f64());
     shared.tracker.spawn(async move {
         let guard = shared2.sessions.insert(key, info);
         let upgraded = match on_upgrade.await {
@@ -174,6 +196,11 @@ async fn open_session(
         };
         let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(shared2.client_ws)).await;
         let s = guard.info();
+        let service_label = crate::metrics::ServiceLabel {
+            service: s.service_id.clone(),
+        };
+        let metrics = &shared2.metrics.proxy;
+        metrics.sessions_open.get_or_create(&service_label).inc();
         tracing::info!(
             session = %s.id, client = %s.client, service = %s.service_id, instance = %s.instance_id,
             upstream = %s.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
@@ -181,6 +208,15 @@ async fn open_session(
         );
         let started = Instant::now();
         let outcome = relay::relay(client_ws, conn.ws, &s.counters, &shared2.relay, &shared2.shutdown).await;
+        s.counters.sync(metrics);
+        metrics.sessions_open.get_or_create(&service_label).dec();
+        metrics
+            .sessions_total
+            .get_or_create(&crate::metrics::SessionEndLabels {
+                service: service_label.service.clone(),
+                close_code: outcome.code.unwrap_or(1005),
+            })
+            .inc();
         let v = s.view();
         tracing::info!(
             session = %s.id, client = %s.client, service = %s.service_id, instance = %s.instance_id,

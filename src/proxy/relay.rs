@@ -18,8 +18,10 @@
 //!   the client went away. 1005, 1006 and 1015 are never sent;
 //! - a protocol violation closes the offending leg with 1002 (1007 for invalid UTF-8, 1009 for
 //!   a message over the size limit) and the other leg with 1011 (1009 for size);
-//! - both legs always end together: when this function returns, both sinks were closed (or
-//!   failed) and the caller drops both streams.
+//! - both legs always end together: when this function returns, both legs were closed (or
+//!   failed) and dropped. Each leg is dropped as soon as its own close handshake is over (or
+//!   `close_timeout` ran out), so a client that answered is not held open while a slow
+//!   service answers, and the other way round.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -225,14 +227,8 @@ where
     let Some((side, end)) = first else {
         let f = close_frame(CloseCode::Away, "gateway shutting down");
         tokio::join!(
-            async {
-                send_close(&mut c_tx, Some(f.clone()), limit).await;
-                await_close(&mut c_rx, limit).await;
-            },
-            async {
-                send_close(&mut s_tx, Some(f.clone()), limit).await;
-                await_close(&mut s_rx, limit).await;
-            }
+            close_leg(c_tx, c_rx, Some(f.clone()), limit),
+            close_leg(s_tx, s_rx, Some(f), limit)
         );
         return Outcome {
             closed_by: None,
@@ -241,99 +237,117 @@ where
         };
     };
 
-    // `src` is the leg whose event ended the session, `dst` the other one.
-    macro_rules! finish {
-        ($src_tx:expr, $src_rx:expr, $dst_tx:expr, $dst_rx:expr) => {{
-            match end {
-                End::Close(frame) => {
-                    // Forward the close; tungstenite already answered the source. Wait for the
-                    // destination's answer, then flush the source's answer.
-                    let code = frame.as_ref().map(|f| u16::from(f.code));
-                    let reason = frame
-                        .as_ref()
-                        .map(|f| f.reason.to_string())
-                        .unwrap_or_default();
-                    tokio::join!(
-                        async {
-                            send_close($dst_tx, frame, limit).await;
-                            await_close($dst_rx, limit).await;
-                        },
-                        send_close_answer($src_tx, limit)
-                    );
-                    Outcome {
-                        closed_by: Some(side),
-                        code,
-                        reason,
-                    }
-                }
-                End::Gone(cause) => {
-                    let f = match side {
-                        Side::Service => close_frame(CloseCode::Error, "service connection lost"),
-                        Side::Client => close_frame(CloseCode::Away, "client connection lost"),
-                    };
-                    let code = u16::from(f.code);
-                    send_close($dst_tx, Some(f), limit).await;
-                    await_close($dst_rx, limit).await;
-                    Outcome {
-                        closed_by: Some(side),
-                        code: Some(code),
-                        reason: cause,
-                    }
-                }
-                End::Violation(code, cause) => {
-                    let other = if code == CloseCode::Size {
-                        close_frame(
-                            CloseCode::Size,
-                            &format!("{} sent a message over the size limit", side.as_str()),
-                        )
-                    } else {
-                        close_frame(
-                            CloseCode::Error,
-                            &format!("{} protocol error", side.as_str()),
-                        )
-                    };
-                    tokio::join!(
-                        async {
-                            send_close($src_tx, Some(close_frame(code, &cause)), limit).await;
-                            await_close($src_rx, limit).await;
-                        },
-                        async {
-                            send_close($dst_tx, Some(other), limit).await;
-                            await_close($dst_rx, limit).await;
-                        }
-                    );
-                    Outcome {
-                        closed_by: Some(side),
-                        code: Some(u16::from(code)),
-                        reason: cause,
-                    }
-                }
-                End::DestGone(cause) => {
-                    // The destination leg broke while we wrote to it: end the source leg.
-                    let f = match side {
-                        Side::Client => close_frame(CloseCode::Error, "service connection lost"),
-                        Side::Service => close_frame(CloseCode::Away, "client connection lost"),
-                    };
-                    let code = u16::from(f.code);
-                    send_close($src_tx, Some(f), limit).await;
-                    await_close($src_rx, limit).await;
-                    let other = match side {
-                        Side::Client => Side::Service,
-                        Side::Service => Side::Client,
-                    };
-                    Outcome {
-                        closed_by: Some(other),
-                        code: Some(code),
-                        reason: cause,
-                    }
-                }
-            }
-        }};
-    }
-
     match side {
-        Side::Client => finish!(&mut c_tx, &mut c_rx, &mut s_tx, &mut s_rx),
-        Side::Service => finish!(&mut s_tx, &mut s_rx, &mut c_tx, &mut c_rx),
+        Side::Client => finish(side, end, c_tx, c_rx, s_tx, s_rx, limit).await,
+        Side::Service => finish(side, end, s_tx, s_rx, c_tx, c_rx, limit).await,
+    }
+}
+
+/// Ends a leg the relay closes: sends `frame`, waits (bounded) for the answer, then drops
+/// both halves, which closes the connection.
+async fn close_leg<T, R>(mut tx: T, mut rx: R, frame: Option<CloseFrame>, limit: Duration)
+where
+    T: Sink<Message, Error = WsError> + Unpin,
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    send_close(&mut tx, frame, limit).await;
+    await_close(&mut rx, limit).await;
+}
+
+/// Ends the session after `side` (the source, `src_*`) ended it with `end`; `dst_*` is the
+/// other leg. Each leg is dropped (its connection closed) as soon as its own close handshake
+/// is over, so a leg that answered promptly is not held open while the other one is slow.
+async fn finish<ST, SR, DT, DR>(
+    side: Side,
+    end: End,
+    mut src_tx: ST,
+    src_rx: SR,
+    dst_tx: DT,
+    dst_rx: DR,
+    limit: Duration,
+) -> Outcome
+where
+    ST: Sink<Message, Error = WsError> + Unpin,
+    SR: Stream<Item = Result<Message, WsError>> + Unpin,
+    DT: Sink<Message, Error = WsError> + Unpin,
+    DR: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let other = match side {
+        Side::Client => Side::Service,
+        Side::Service => Side::Client,
+    };
+    match end {
+        End::Close(frame) => {
+            // Forward the close; tungstenite already queued the answer to the source (1002
+            // instead of a code that may not be sent, see the module doc). Flush that answer
+            // and drop the source while the destination answers.
+            let code = frame.as_ref().map(|f| u16::from(f.code));
+            let reason = frame
+                .as_ref()
+                .map(|f| f.reason.to_string())
+                .unwrap_or_default();
+            tokio::join!(close_leg(dst_tx, dst_rx, frame, limit), async move {
+                send_close_answer(&mut src_tx, limit).await;
+                drop(src_tx);
+                drop(src_rx);
+            });
+            Outcome {
+                closed_by: Some(side),
+                code,
+                reason,
+            }
+        }
+        End::Gone(cause) => {
+            drop((src_tx, src_rx));
+            let f = match side {
+                Side::Service => close_frame(CloseCode::Error, "service connection lost"),
+                Side::Client => close_frame(CloseCode::Away, "client connection lost"),
+            };
+            let code = u16::from(f.code);
+            close_leg(dst_tx, dst_rx, Some(f), limit).await;
+            Outcome {
+                closed_by: Some(side),
+                code: Some(code),
+                reason: cause,
+            }
+        }
+        End::Violation(code, cause) => {
+            let to_other = if code == CloseCode::Size {
+                close_frame(
+                    CloseCode::Size,
+                    &format!("{} sent a message over the size limit", side.as_str()),
+                )
+            } else {
+                close_frame(
+                    CloseCode::Error,
+                    &format!("{} protocol error", side.as_str()),
+                )
+            };
+            tokio::join!(
+                close_leg(src_tx, src_rx, Some(close_frame(code, &cause)), limit),
+                close_leg(dst_tx, dst_rx, Some(to_other), limit)
+            );
+            Outcome {
+                closed_by: Some(side),
+                code: Some(u16::from(code)),
+                reason: cause,
+            }
+        }
+        End::DestGone(cause) => {
+            // The destination leg broke while we wrote to it: end the source leg.
+            drop((dst_tx, dst_rx));
+            let f = match side {
+                Side::Client => close_frame(CloseCode::Error, "service connection lost"),
+                Side::Service => close_frame(CloseCode::Away, "client connection lost"),
+            };
+            let code = u16::from(f.code);
+            close_leg(src_tx, src_rx, Some(f), limit).await;
+            Outcome {
+                closed_by: Some(other),
+                code: Some(code),
+                reason: cause,
+            }
+        }
     }
 }
 
@@ -501,6 +515,35 @@ mod tests {
             1001
         );
         assert_eq!(relay.await.unwrap().code, Some(1001));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leg_is_released_as_soon_as_its_own_close_handshake_is_over() {
+        let (mut client, c_leg, s_leg, mut service) = legs(1024).await;
+        let token = CancellationToken::new();
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await },
+            );
+        client
+            .send(Message::Close(Some(close_frame(
+                CloseCode::from(4000),
+                "bye",
+            ))))
+            .await
+            .unwrap();
+        // The client gets its answer and then the end of the connection, while the relay
+        // still waits for the service's answer (the service does not read yet).
+        assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 4000);
+        assert!(matches!(client.next().await, None | Some(Err(_))));
+        assert!(!relay.is_finished());
+        // The service answers late: the session ends with the client's code.
+        assert_eq!(
+            u16::from(next_close(&mut service).await.unwrap().code),
+            4000
+        );
+        let o = relay.await.unwrap();
+        assert_eq!((o.closed_by, o.code), (Some(Side::Client), Some(4000)));
     }
 
     #[tokio::test(start_paused = true)]

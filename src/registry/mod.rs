@@ -51,8 +51,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     }
 }
 
+pub mod cache;
 pub mod eureka;
 pub mod file;
+pub mod register;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -72,6 +74,7 @@ struct StatusInner {
     last_success: Option<SystemTime>,
     source: String,
     last_error: Option<String>,
+    from_cache: bool,
 }
 
 /// A copy of the registry status.
@@ -83,6 +86,9 @@ pub struct StatusSnapshot {
     pub source: String,
     /// The error of the last failed attempt, if the last attempt failed.
     pub last_error: Option<String>,
+    /// Whether the routes come from the last-known-good cache (`registry.cache`) because no
+    /// Eureka server answered since the start; false once a server answers.
+    pub from_cache: bool,
 }
 
 impl RegistryStatus {
@@ -98,6 +104,16 @@ impl RegistryStatus {
             g.source = source.to_owned();
         }
         g.last_error = None;
+        g.from_cache = false;
+    }
+
+    /// Records that the registry was loaded from the cache `source`, written at `saved_at`
+    /// (kept as the last success, so the registry age stays honest). The last error stays.
+    pub fn cached(&self, source: &str, saved_at: SystemTime) {
+        let mut g = self.lock();
+        g.last_success = Some(saved_at);
+        source.clone_into(&mut g.source);
+        g.from_cache = true;
     }
 
     /// Records a failed attempt; returns true if this starts an outage (the previous attempt
@@ -121,6 +137,7 @@ impl RegistryStatus {
             last_success: g.last_success,
             source: g.source,
             last_error: g.last_error,
+            from_cache: g.from_cache,
         }
     }
 }
@@ -144,10 +161,37 @@ impl Publisher {
         let table = RouteTable::build(snapshot);
         let recovered = self.status.snapshot().last_error.is_some();
         self.status.success(source);
-        self.record_success(snapshot);
+        self.record_success(snapshot, SystemTime::now());
         if recovered {
             tracing::info!(source, "registry reachable again");
         }
+        self.store(table, snapshot, source)
+    }
+
+    /// Publishes a registry loaded from the last-known-good cache `source`, written at
+    /// `saved_at`: the registry status says `from_cache` and its last success is `saved_at`.
+    /// Logged as a warning (the agent routes while discovery is down). Returns true when the
+    /// table changed.
+    pub fn publish_cached(&self, snapshot: &Snapshot, source: &str, saved_at: SystemTime) -> bool {
+        let table = RouteTable::build(snapshot);
+        self.status.cached(source, saved_at);
+        self.record_success(snapshot, saved_at);
+        let age = SystemTime::now()
+            .duration_since(saved_at)
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            })
+            .unwrap_or_else(|_| "0s".to_owned());
+        tracing::warn!(
+            source,
+            age = %age,
+            instances = snapshot.instance_count(),
+            "no Eureka server answered; serving the last-known-good registry from the cache"
+        );
+        self.store(table, snapshot, source)
+    }
+
+    fn store(&self, table: RouteTable, snapshot: &Snapshot, source: &str) -> bool {
         if **self.routes.load() == table {
             return false;
         }
@@ -165,8 +209,8 @@ impl Publisher {
         true
     }
 
-    fn record_success(&self, snapshot: &Snapshot) {
-        let now = SystemTime::now()
+    fn record_success(&self, snapshot: &Snapshot, at: SystemTime) {
+        let now = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         self.metrics.last_success.set(now);
@@ -231,18 +275,26 @@ pub async fn spawn(
             });
         }
         crate::config::RegistrySource::Eureka(urls) => {
+            // Eureka: first fetch now (the cache stands in if no server answers), then
+            // full/delta refreshes with Eureka's backoff after timeouts.
             let client = eureka::EurekaClient::new(urls.clone(), config, client_tls)?;
-            client.refresh(&publisher).await;
+            let first = client.refresh(&publisher).await;
+            if first.failed() {
+                client.load_cache(&publisher).await;
+            }
+            let bound = config.eureka.backoff_bound;
+            let mut delay = eureka::next_delay(interval, interval, bound, first.timed_out());
             tracker.spawn(async move {
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(interval) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    tokio::select! {
+                    let outcome = tokio::select! {
                         () = shutdown.cancelled() => break,
-                        _ = client.refresh(&publisher) => {}
-                    }
+                        o = client.refresh(&publisher) => o,
+                    };
+                    delay = eureka::next_delay(delay, interval, bound, outcome.timed_out());
                 }
             });
         }

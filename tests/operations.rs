@@ -1,0 +1,588 @@
+//! Operations: diagnostics endpoints, metrics, access control, drain, signals, sd_notify and
+//! session log lines — in-process agents and the real binary as a subprocess.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn get(agent: &TestAgent, path: &str, extra_headers: &str) -> (u16, String, String) {
+    let tcp = tokio::net::TcpStream::connect(agent.agent.local_addr)
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(agent.cert.client_config());
+    let mut s = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra_headers}\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+async fn sessions(agent: &TestAgent) -> Vec<serde_json::Value> {
+    let (status, _, body) = get(agent, "/application/websockets", "").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn wait_listed(agent: &TestAgent, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..250 {
+        let s = sessions(agent).await;
+        if s.len() == n {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("sessions endpoint never listed {n} sessions");
+}
+
+#[tokio::test]
+async fn sessions_endpoint_lists_exactly_the_open_sessions_and_drops_each_ending() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        "",
+    )
+    .await;
+    assert!(sessions(&agent).await.is_empty());
+
+    let mut a = agent
+        .connect("/ws/v1/discoverableclient/a?q=1", &[])
+        .await
+        .unwrap()
+        .0;
+    let mut b = agent
+        .connect("/discoverableclient/ws/v1/b", &[])
+        .await
+        .unwrap()
+        .0;
+    let c = agent
+        .connect("/ws/v1/discoverableclient/c", &[])
+        .await
+        .unwrap()
+        .0;
+    a.send(Message::text("12345")).await.unwrap();
+    a.next().await.unwrap().unwrap();
+    let list = wait_listed(&agent, 3).await;
+    let first = list
+        .iter()
+        .find(|s| s["gatewayPath"] == "/ws/v1/discoverableclient/a")
+        .unwrap();
+    for key in [
+        "sessionId",
+        "clientAddress",
+        "gatewayPath",
+        "serviceUrl",
+        "serviceSessionId",
+        "serviceId",
+        "instanceId",
+        "route",
+        "subprotocol",
+        "startedAt",
+        "messagesIn",
+        "messagesOut",
+        "bytesIn",
+        "bytesOut",
+    ] {
+        assert!(first.get(key).is_some(), "missing {key}: {first}");
+    }
+    assert_eq!(
+        first["serviceUrl"],
+        format!("ws://127.0.0.1:{}/discoverableclient/ws/a?q=1", svc.port())
+    );
+    assert_eq!(first["route"], "ws_v1");
+    assert_eq!(
+        (first["messagesIn"].as_u64(), first["bytesIn"].as_u64()),
+        (Some(1), Some(5))
+    );
+    assert_eq!(
+        (first["messagesOut"].as_u64(), first["bytesOut"].as_u64()),
+        (Some(1), Some(5))
+    );
+    assert!(first["clientAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(humantime::parse_rfc3339(first["startedAt"].as_str().unwrap()).is_ok());
+
+    // Client close.
+    a.close(None).await.unwrap();
+    let list = wait_listed(&agent, 2).await;
+    assert!(list
+        .iter()
+        .all(|s| s["gatewayPath"] != "/ws/v1/discoverableclient/a"));
+    // Service close.
+    b.send(Message::text("close:1000:done")).await.unwrap();
+    read_close(&mut b).await;
+    let list = wait_listed(&agent, 1).await;
+    assert_eq!(list[0]["gatewayPath"], "/ws/v1/discoverableclient/c");
+    // Error: the client vanishes without a close frame.
+    drop(c);
+    wait_listed(&agent, 0).await;
+
+    // Shutdown: a live session is closed with 1001 and leaves the table.
+    let mut d = agent
+        .connect("/ws/v1/discoverableclient/d", &[])
+        .await
+        .unwrap()
+        .0;
+    wait_listed(&agent, 1).await;
+    let closes_before = svc.closes.lock().unwrap().len();
+    agent.agent.shutdown();
+    assert_eq!(read_close(&mut d).await.map(|c| c.0), Some(1001));
+    agent.wait_sessions(0).await;
+    let service_saw = svc.closes.lock().unwrap()[closes_before..].to_vec();
+    assert_eq!(
+        service_saw,
+        vec![Some((1001, "gateway shutting down".to_string()))]
+    );
+}
+
+#[tokio::test]
+async fn health_turns_503_during_the_drain_and_upgrades_are_refused() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        "[limits]\nclose_timeout = \"3s\"\n",
+    )
+    .await;
+    assert_eq!(get(&agent, "/application/health", "").await.0, 200);
+    assert_eq!(
+        get(&agent, "/application/health/readiness", "").await.0,
+        200
+    );
+    // A client that never reads: its close handshake keeps the drain going.
+    let stuck = agent
+        .connect("/ws/v1/discoverableclient/x", &[])
+        .await
+        .unwrap()
+        .0;
+    agent.wait_sessions(1).await;
+    agent.agent.shutdown();
+    let (status, _, body) = get(&agent, "/application/health", "").await;
+    assert_eq!(status, 503, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["status"], "DOWN");
+    assert_eq!(doc["components"]["listener"]["details"]["draining"], true);
+    assert_eq!(get(&agent, "/application/health/liveness", "").await.0, 200);
+    let (status, _) = refused(
+        agent
+            .connect("/ws/v1/discoverableclient/x", &[])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 503);
+    assert!(agent.agent.drained(Duration::from_secs(10)).await);
+    drop(stuck);
+}
+
+#[tokio::test]
+async fn admin_access_is_limited_to_allowed_networks_and_the_token() {
+    let agent =
+        TestAgent::with_registry_file(&registry_xml(&[]), "[admin]\nallow = [\"10.0.0.0/8\"]\n")
+            .await;
+    let (status, _, body) = get(&agent, "/application/websockets", "").await;
+    assert_eq!(status, 403, "{body}");
+
+    let agent =
+        TestAgent::with_registry_file(&registry_xml(&[]), "[admin]\ntoken = \"t0ken\"\n").await;
+    let (status, head, _) = get(&agent, "/application/health", "").await;
+    assert_eq!(status, 401);
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("www-authenticate: bearer"));
+    assert_eq!(
+        get(
+            &agent,
+            "/application/health",
+            "Authorization: Bearer wrong\r\n"
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        get(
+            &agent,
+            "/application/health",
+            "Authorization: Bearer t0ken\r\n"
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn prometheus_output_parses_and_counts_the_traffic() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        "",
+    )
+    .await;
+    for _ in 0..2 {
+        let _ = agent.connect("/ws/v1/nosuch/x", &[]).await.unwrap_err();
+    }
+    let mut ws = agent
+        .connect("/ws/v1/discoverableclient/x", &[])
+        .await
+        .unwrap()
+        .0;
+    for i in 0..10 {
+        ws.send(Message::binary(vec![i as u8; 100])).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+    }
+    // Counters are current while the session is still open.
+    let (status, head, body) = get(&agent, "/application/prometheus", "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value(
+            "wsrelay_relayed_bytes_total",
+            Some(("direction", "client_to_service"))
+        ),
+        1000.0,
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            "wsrelay_relayed_bytes_total",
+            Some(("direction", "service_to_client"))
+        ),
+        1000.0
+    );
+    assert_eq!(
+        value(
+            "wsrelay_relayed_messages_total",
+            Some(("direction", "client_to_service"))
+        ),
+        10.0
+    );
+    assert_eq!(
+        value("wsrelay_handshake_failures_total", Some(("status", "404"))),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "wsrelay_sessions_open",
+            Some(("service", "DISCOVERABLECLIENT"))
+        ),
+        1.0
+    );
+    assert!(value("wsrelay_registry_last_success_timestamp_seconds", None) > 1.7e9);
+    assert!(value("wsrelay_tls_cert_expiry_timestamp_seconds", None) > 1.7e9);
+
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 1000u16.into(),
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    read_close(&mut ws).await;
+    agent.wait_sessions(0).await;
+    let (_, _, body) = get(&agent, "/application/prometheus", "").await;
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let ended: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "wsrelay_sessions_total" && s.labels.get("close_code") == Some("1000")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(ended, 1.0, "{body}");
+}
+
+/// The real binary, with a config in a temp dir.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+    cert: TestCert,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn start(registry: &str, envs: &[(&str, String)]) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = TestCert::new();
+        let reg = dir.path().join("registry.xml");
+        std::fs::write(&reg, registry).unwrap();
+        let cfg = dir.path().join("wsrelay.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\n[shutdown]\ngrace = \"5s\"\n[log]\nformat = \"json\"\n",
+                cert.cert_path().display().to_string(),
+                cert.key_path().display().to_string(),
+                reg.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsrelay"));
+        cmd.arg("--config")
+            .arg(&cfg)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .env_remove("RUST_LOG");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            _dir: dir,
+            cert,
+        }
+    }
+
+    async fn wait_line(&self, what: &str) -> serde_json::Value {
+        for _ in 0..500 {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(what)) {
+                return serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "no log line with {what:?}; got {:?}",
+            self.lines.lock().unwrap()
+        );
+    }
+
+    async fn port(&self) -> u16 {
+        let l = self.wait_line("\"listening\"").await;
+        let addr: std::net::SocketAddr = l["fields"]["address"].as_str().unwrap().parse().unwrap();
+        addr.port()
+    }
+
+    fn term(&self) {
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit without blocking the test's runtime (the test services
+    /// run on it and must keep answering during the drain).
+    async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the process did not exit within {limit:?}");
+    }
+}
+
+async fn connect_proc(
+    p: &Proc,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("wss://localhost:{port}{path}")
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(p.cert.client_config())),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+#[tokio::test]
+async fn sigterm_drains_with_1001_on_both_legs_and_exits_0_and_logs_carry_no_credentials() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let mut p = Proc::start(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        &[],
+    );
+    let port = p.port().await;
+
+    // One full session with credentials, for the log lines.
+    let secret_auth = "Basic c2VjcmV0dXNlcjpzZWNyZXRwYXNz";
+    let secret_cookie = "apimlAuthenticationToken=SECRETCOOKIEVALUE";
+    let mut ws = connect_proc(
+        &p,
+        port,
+        "/ws/v1/discoverableclient/log",
+        &[("authorization", secret_auth), ("cookie", secret_cookie)],
+    )
+    .await;
+    ws.send(Message::text("hello")).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 4000u16.into(),
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
+    let closed = p.wait_line("\"session closed\"").await;
+    let f = &closed["fields"];
+    assert_eq!(f["service"], "DISCOVERABLECLIENT");
+    assert_eq!(f["instance"], "dc-1");
+    assert_eq!(
+        f["upstream"],
+        format!("ws://127.0.0.1:{}/discoverableclient/ws/log", svc.port())
+    );
+    assert_eq!(
+        (f["messages_in"].as_u64(), f["bytes_in"].as_u64()),
+        (Some(1), Some(5))
+    );
+    assert_eq!(
+        (f["messages_out"].as_u64(), f["bytes_out"].as_u64()),
+        (Some(1), Some(5))
+    );
+    assert_eq!(f["close_code"], 4000);
+    assert_eq!(f["close_reason"], "bye");
+    assert_eq!(f["closed_by"], "client");
+    assert!(f["duration_ms"].is_u64());
+    assert!(f["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let opened = p.wait_line("\"session opened\"").await;
+    assert_eq!(opened["fields"]["session"], f["session"]);
+    // A refused handshake gets one line with status and cause.
+    let _ = tokio_tungstenite::connect_async_tls_with_config(
+        format!("wss://localhost:{port}/ws/v1/nosuch/x"),
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(p.cert.client_config())),
+    )
+    .await
+    .unwrap_err();
+    let refused_line = p.wait_line("\"handshake refused\"").await;
+    assert_eq!(refused_line["fields"]["status"], 404);
+
+    // SIGTERM with a live session: both legs get 1001, the process exits 0.
+    let mut live = connect_proc(&p, port, "/ws/v1/discoverableclient/live", &[]).await;
+    live.send(Message::text("x")).await.unwrap();
+    live.next().await.unwrap().unwrap();
+    let closes_before = svc.closes.lock().unwrap().len();
+    p.term();
+    assert_eq!(read_close(&mut live).await.map(|c| c.0), Some(1001));
+    assert_eq!(p.wait_exit(Duration::from_secs(10)).await, Some(0));
+    let service_saw = svc.closes.lock().unwrap()[closes_before..].to_vec();
+    assert_eq!(
+        service_saw.first().cloned().flatten().map(|c| c.0),
+        Some(1001),
+        "{service_saw:?} {:#?}",
+        p.lines.lock().unwrap()
+    );
+
+    let all = p.lines.lock().unwrap().join("\n");
+    for secret in [
+        "c2VjcmV0dXNlcjpzZWNyZXRwYXNz",
+        "SECRETCOOKIEVALUE",
+        "PRIVATE KEY",
+    ] {
+        assert!(!all.contains(secret), "a secret reached the logs");
+    }
+}
+
+#[tokio::test]
+async fn sd_notify_ready_watchdog_and_stopping_reach_the_notify_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let mut p = Proc::start(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        &[
+            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("WATCHDOG_USEC", "200000".to_string()),
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_for(&sock, &mut seen, "READY=1").await;
+    wait_for(&sock, &mut seen, "WATCHDOG=1").await;
+    p.term();
+    wait_for(&sock, &mut seen, "STOPPING=1").await;
+    assert_eq!(p.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+async fn wait_for(sock: &tokio::net::UnixDatagram, seen: &mut Vec<String>, want: &str) {
+    let mut buf = vec![0u8; 512];
+    while !seen.iter().any(|m| m.contains(want)) {
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {want} on NOTIFY_SOCKET; got {seen:?}"))
+            .unwrap();
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+}
