@@ -160,6 +160,9 @@ pub struct RawTls {
     pub cert: Option<PathBuf>,
     /// `tls.key`: PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+    /// `tls.reload_interval`: periodic re-check of the files besides file events, default 60s.
+    #[serde(default, with = "humantime_serde")]
+    pub reload_interval: Option<Duration>,
 }
 
 /// `[registry]` as written in the file.
@@ -325,6 +328,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
     pub key: PathBuf,
+    /// How often the files are re-read as a safety net besides file events (default 60 s).
+    pub reload_interval: Duration,
 }
 
 /// Where the registry comes from.
@@ -866,7 +871,16 @@ impl RawConfig {
                     "required when TLS is enabled (or set tls.enabled = false)",
                 )
             })?;
-            Some(TlsFiles { cert, key })
+            let reload_interval = positive(
+                "tls.reload_interval",
+                self.tls.reload_interval,
+                Duration::from_secs(60),
+            )?;
+            Some(TlsFiles {
+                cert,
+                key,
+                reload_interval,
+            })
         } else {
             None
         };

@@ -21,6 +21,7 @@ pub mod routing;
 pub mod sessions;
 pub mod systemd;
 pub mod tls;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,7 +109,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Some(files) => {
             let key = tls::load_certified_key(&files.cert, &files.key)
                 .context("cannot load the listener certificate")?;
+            tls::note_expiry(&key, &metrics.tls, &files.cert);
             let store = Arc::new(tls::CertStore::new(key));
+            tls::spawn_reloader(
+                files.clone(),
+                Arc::clone(&store),
+                metrics.tls.clone(),
+                files.reload_interval,
+                &tracker,
+                shutdown.clone(),
+            );
             let cfg = tls::server_config(Arc::clone(&store))
                 .context("cannot build the TLS configuration")?;
             (

@@ -293,6 +293,95 @@ pub fn not_after_unix(cert: &CertificateDer<'_>) -> Option<i64> {
     Some(parsed.validity().not_after.timestamp())
 }
 
+/// Certificates closer than this to `notAfter` are logged as a warning at load time.
+pub const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 3600;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Records the serving certificate's `notAfter` in the expiry gauge and warns when it is
+/// less than 14 days away (or past).
+pub fn note_expiry(key: &CertifiedKey, metrics: &crate::metrics::TlsMetrics, cert: &Path) {
+    let Some(not_after) = key.end_entity_cert().ok().and_then(not_after_unix) else {
+        return;
+    };
+    metrics.cert_expiry.set(not_after);
+    let left = not_after - unix_now();
+    if left < EXPIRY_WARNING_SECS {
+        tracing::warn!(
+            cert = %cert.display(),
+            days_left = left / 86_400,
+            "the serving certificate expires in less than 14 days"
+        );
+    }
+}
+
+/// Watches the listener's certificate and key files and installs a new pair when both parse
+/// and the key matches the certificate; otherwise the old pair keeps serving, the failure is
+/// logged once per distinct file content with the file and reason, and
+/// `wsrelay_tls_reload_failures_total` goes up. A half-written pair (new certificate, old key)
+/// is refused the same way and retried on the next file event. Established sessions keep
+/// their TLS state; new handshakes use the new pair.
+pub fn spawn_reloader(
+    files: crate::config::TlsFiles,
+    store: Arc<CertStore>,
+    metrics: crate::metrics::TlsMetrics,
+    recheck: std::time::Duration,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let initial = crate::watch::fingerprint(&[&files.cert, &files.key]);
+    let state = Arc::new(std::sync::Mutex::new((
+        initial,
+        None::<Vec<Option<(usize, u64)>>>,
+    )));
+    let watched = vec![files.cert.clone(), files.key.clone()];
+    crate::watch::spawn(
+        "listener certificate",
+        watched,
+        recheck,
+        tracker,
+        shutdown,
+        move || {
+            let (files, store, metrics, state) = (
+                files.clone(),
+                Arc::clone(&store),
+                metrics.clone(),
+                Arc::clone(&state),
+            );
+            async move {
+                let fp = crate::watch::fingerprint(&[&files.cert, &files.key]);
+                {
+                    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.0 == fp || s.1.as_ref() == Some(&fp) {
+                        return; // unchanged, or the same broken content as last time
+                    }
+                }
+                let result = load_certified_key(&files.cert, &files.key);
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(key) => {
+                        note_expiry(&key, &metrics, &files.cert);
+                        let not_after = key.end_entity_cert().ok().and_then(not_after_unix);
+                        store.store(key);
+                        s.0 = fp;
+                        s.1 = None;
+                        tracing::info!(cert = %files.cert.display(), not_after, "listener certificate reloaded");
+                    }
+                    Err(e) => {
+                        s.1 = Some(fp);
+                        metrics.reload_failures.inc();
+                        tracing::warn!(error = %e, "certificate reload refused; the previous certificate keeps serving");
+                    }
+                }
+            }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,15 +264,23 @@ pub async fn spawn(
             let path = path.clone();
             let max = config.max_payload_size;
             file::refresh(&path, max, &publisher).await;
-            tracker.spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(interval) => {}
+            // Reload on every change of the file (watched through its directory, so renames
+            // and symlink swaps count) and every refresh interval as a safety net. Publishing
+            // compares before it swaps, so an unchanged file costs one read and no log line.
+            let watched = vec![path.clone()];
+            crate::watch::spawn(
+                "registry file",
+                watched,
+                interval,
+                tracker,
+                shutdown,
+                move || {
+                    let (path, publisher) = (path.clone(), publisher.clone());
+                    async move {
+                        file::refresh(&path, max, &publisher).await;
                     }
-                    file::refresh(&path, max, &publisher).await;
-                }
-            });
+                },
+            );
         }
         crate::config::RegistrySource::Eureka(urls) => {
             // Eureka: first fetch now (the cache stands in if no server answers), then

@@ -44,13 +44,10 @@ pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> (String, Vec<u8>) {
             let rest = buf.split_off(end + 4);
             return (String::from_utf8_lossy(&buf).into_owned(), rest);
         }
-        let n = match tokio::time::timeout(READ_LIMIT, s.read(&mut chunk))
+        let n = tokio::time::timeout(READ_LIMIT, s.read(&mut chunk))
             .await
             .expect("no answer within the read limit")
-        {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+            .unwrap_or_default();
         if n == 0 {
             return (String::from_utf8_lossy(&buf).into_owned(), Vec::new());
         }

@@ -1,0 +1,332 @@
+//! Hot reload: the listener certificate rotated four ways while sessions stay open, broken
+//! pairs refused, and the registry file followed on change.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// A certificate pair in PEM, and its leaf DER.
+struct Pair {
+    cert: String,
+    key: String,
+    der: Vec<u8>,
+}
+
+fn pair() -> Pair {
+    let (cert, key) = wsrelay::tls::self_signed_pem(&["localhost"]).unwrap();
+    let der = wsrelay::tls::certified_key_from_pem(&cert, &key)
+        .unwrap()
+        .cert[0]
+        .to_vec();
+    Pair { cert, key, der }
+}
+
+/// A client config trusting every given certificate.
+fn trusting(pairs: &[&Pair]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for p in pairs {
+        roots
+            .add(rustls_pki_types::CertificateDer::from(p.der.clone()))
+            .unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(wsrelay::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// The leaf certificate the agent serves to a new handshake.
+async fn served(addr: std::net::SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+async fn wait_served(addr: std::net::SocketAddr, cfg: Arc<rustls::ClientConfig>, want: &[u8]) {
+    for _ in 0..300 {
+        if served(addr, cfg.clone()).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the new certificate was not served within 3 s");
+}
+
+struct Running {
+    agent: wsrelay::Agent,
+    _token: CancellationToken,
+}
+
+async fn start(cert: &Path, key: &Path, registry: &Path) -> Running {
+    let toml = format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n",
+        cert.display().to_string(),
+        key.display().to_string(),
+        registry.display().to_string()
+    );
+    let token = CancellationToken::new();
+    let agent = wsrelay::start(
+        wsrelay::config::Config::from_toml(&toml, None).unwrap(),
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    Running {
+        agent,
+        _token: token,
+    }
+}
+
+async fn open_session(
+    addr: std::net::SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async_tls_with_config(
+        format!("wss://localhost:{}/ws/v1/discoverableclient/x", addr.port()),
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(cfg)),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn echo(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    text: &str,
+) {
+    ws.send(Message::text(text)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Message::text(text));
+}
+
+fn write_pair(dir: &Path, p: &Pair) {
+    std::fs::write(dir.join("tls.crt"), &p.cert).unwrap();
+    std::fs::write(dir.join("tls.key"), &p.key).unwrap();
+}
+
+#[tokio::test]
+async fn certificate_rotates_four_ways_while_sessions_keep_running() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry.xml");
+    std::fs::write(
+        &reg,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+    )
+    .unwrap();
+    let pairs: Vec<Pair> = (0..5).map(|_| pair()).collect();
+    let all: Vec<&Pair> = pairs.iter().collect();
+    let trust = trusting(&all);
+
+    // The Kubernetes Secret layout: tls.crt -> ..data/tls.crt, ..data -> ..2026_a.
+    let secret = dir.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    let version = |name: &str, p: &Pair| -> PathBuf {
+        let d = secret.join(name);
+        std::fs::create_dir(&d).unwrap();
+        write_pair(&d, p);
+        d
+    };
+    version("..2026_a", &pairs[0]);
+    std::os::unix::fs::symlink("..2026_a", secret.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.crt", secret.join("tls.crt")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.key", secret.join("tls.key")).unwrap();
+    let (cert, key) = (secret.join("tls.crt"), secret.join("tls.key"));
+
+    let run = start(&cert, &key, &reg).await;
+    let addr = run.agent.local_addr;
+    assert_eq!(served(addr, trust.clone()).await, pairs[0].der);
+    let mut session = open_session(addr, trust.clone()).await;
+    echo(&mut session, "before").await;
+
+    // 1. Kubernetes swap: a new timestamped directory, ..data re-pointed atomically.
+    version("..2026_b", &pairs[1]);
+    std::os::unix::fs::symlink("..2026_b", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
+    std::fs::remove_dir_all(secret.join("..2026_a")).unwrap();
+    wait_served(addr, trust.clone(), &pairs[1].der).await;
+    echo(&mut session, "after k8s swap").await;
+
+    // 2. In-place write (through the symlinks, into ..2026_b): key first, then cert.
+    std::fs::write(&key, &pairs[2].key).unwrap();
+    std::fs::write(&cert, &pairs[2].cert).unwrap();
+    wait_served(addr, trust.clone(), &pairs[2].der).await;
+    echo(&mut session, "after in-place write").await;
+
+    // 3. Write to temp + rename in the links' target directory.
+    let target = secret.join("..2026_b");
+    std::fs::write(target.join(".tls.key.tmp"), &pairs[3].key).unwrap();
+    std::fs::write(target.join(".tls.crt.tmp"), &pairs[3].cert).unwrap();
+    std::fs::rename(target.join(".tls.key.tmp"), target.join("tls.key")).unwrap();
+    std::fs::rename(target.join(".tls.crt.tmp"), target.join("tls.crt")).unwrap();
+    wait_served(addr, trust.clone(), &pairs[3].der).await;
+    echo(&mut session, "after rename").await;
+
+    // 4. Delete + recreate (plain files in a plain directory this time).
+    drop(run);
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    write_pair(&plain, &pairs[0]);
+    let run = start(&plain.join("tls.crt"), &plain.join("tls.key"), &reg).await;
+    let addr = run.agent.local_addr;
+    let mut session2 = open_session(addr, trust.clone()).await;
+    std::fs::remove_file(plain.join("tls.crt")).unwrap();
+    std::fs::remove_file(plain.join("tls.key")).unwrap();
+    write_pair(&plain, &pairs[4]);
+    wait_served(addr, trust.clone(), &pairs[4].der).await;
+    echo(&mut session2, "after delete + recreate").await;
+    // Write-to-temp + rename in the watched directory.
+    std::fs::write(plain.join(".k"), &pairs[1].key).unwrap();
+    std::fs::write(plain.join(".c"), &pairs[1].cert).unwrap();
+    std::fs::rename(plain.join(".k"), plain.join("tls.key")).unwrap();
+    std::fs::rename(plain.join(".c"), plain.join("tls.crt")).unwrap();
+    wait_served(addr, trust.clone(), &pairs[1].der).await;
+    echo(&mut session2, "after rename").await;
+    assert_eq!(run.agent.shared.metrics.tls.reload_failures.get(), 0);
+}
+
+#[tokio::test]
+async fn broken_or_mismatched_pairs_are_refused_and_the_old_certificate_keeps_serving() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry.xml");
+    std::fs::write(
+        &reg,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+    )
+    .unwrap();
+    let (good, other) = (pair(), pair());
+    write_pair(dir.path(), &good);
+    let run = start(
+        &dir.path().join("tls.crt"),
+        &dir.path().join("tls.key"),
+        &reg,
+    )
+    .await;
+    let addr = run.agent.local_addr;
+    let trust = trusting(&[&good, &other]);
+    let failures = || run.agent.shared.metrics.tls.reload_failures.get();
+
+    // A mismatched pair (new certificate, old key: also what a half-written rotation looks like).
+    std::fs::write(dir.path().join("tls.crt"), &other.cert).unwrap();
+    for _ in 0..300 {
+        if failures() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failures(), 1);
+    assert_eq!(served(addr, trust.clone()).await, good.der);
+    // The key arrives: the pair is complete and gets installed.
+    std::fs::write(dir.path().join("tls.key"), &other.key).unwrap();
+    wait_served(addr, trust.clone(), &other.der).await;
+
+    // Garbage: refused, the last good certificate stays.
+    std::fs::write(
+        dir.path().join("tls.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for _ in 0..300 {
+        if failures() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failures(), 2);
+    assert_eq!(served(addr, trust.clone()).await, other.der);
+    let mut ws = open_session(addr, trust).await;
+    echo(&mut ws, "still serving").await;
+}
+
+#[tokio::test]
+async fn registry_file_changes_are_followed_and_malformed_versions_ignored() {
+    let a = TestService::start(ServiceOptions::default()).await;
+    let b = TestService::start(ServiceOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry.xml");
+    std::fs::write(
+        &reg,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "a", a.port())]),
+    )
+    .unwrap();
+    let cert = TestCert::new();
+    let run = start(&cert.cert_path(), &cert.key_path(), &reg).await;
+    let addr = run.agent.local_addr;
+    let cfg = cert.client_config();
+
+    // A new instance B replaces A (written via temp + rename).
+    let tmp = dir.path().join(".registry.tmp");
+    std::fs::write(
+        &tmp,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "b", b.port())]),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &reg).unwrap();
+    let mut landed_on_b = false;
+    for _ in 0..300 {
+        let mut ws = open_session(addr, cfg.clone()).await;
+        echo(&mut ws, "which").await;
+        ws.close(None).await.unwrap();
+        if b.requests.lock().unwrap().len() == 1 {
+            landed_on_b = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        landed_on_b,
+        "routing never followed the rewritten registry file"
+    );
+    let a_before = a.requests.lock().unwrap().len();
+
+    // A malformed version: ignored, B keeps serving.
+    std::fs::write(
+        &reg,
+        "<applications><application><name>DISCOVERABLECLIENT</name><inst",
+    )
+    .unwrap();
+    for _ in 0..100 {
+        if run.agent.shared.registry.snapshot().last_error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        run.agent.shared.registry.snapshot().last_error.is_some(),
+        "the malformed file was not read"
+    );
+    let before_b = b.requests.lock().unwrap().len();
+    let mut ws = open_session(addr, cfg).await;
+    echo(&mut ws, "still b").await;
+    assert_eq!(b.requests.lock().unwrap().len(), before_b + 1);
+    assert_eq!(
+        a.requests.lock().unwrap().len(),
+        a_before,
+        "A is gone from the registry"
+    );
+}
