@@ -82,7 +82,7 @@ HARD=$(ulimit -Hn)
 ulimit -n "$HARD" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 # A relay holds two descriptors per session (client and service legs) plus a few of its own.
-MAX_HOLD=$(((NOFILE - 100) / 2))
+MAX_HOLD=$(((NOFILE - 200) / 2))
 if [[ -z $HOLD_N || $HOLD_N -gt $MAX_HOLD ]]; then HOLD_N=$MAX_HOLD; fi
 ((HOLD_N > 0)) || die "open-file limit $NOFILE is too low"
 
@@ -205,7 +205,7 @@ daemon off;
 pid $OUT/nginx/nginx.pid;
 error_log $OUT/logs/nginx.log warn;
 events {
-    worker_connections $((NOFILE - 50));
+    worker_connections $NOFILE;
 }
 http {
     access_log off;
@@ -246,7 +246,7 @@ done
 [[ -n $NGX_WORKER ]] || die "no nginx worker process found"
 
 # --- HAProxy: one thread, TLS 1.3, the same certificate -----------------------------------
-HAP_MAXCONN=$(((NOFILE - 200) / 2))
+HAP_MAXCONN=$((HOLD_N + 50))
 cat >"$OUT/haproxy.cfg" <<EOF
 global
     nbthread 1

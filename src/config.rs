@@ -163,6 +163,11 @@ pub struct RawTls {
     /// `tls.reload_interval`: periodic re-check of the files besides file events, default 60s.
     #[serde(default, with = "humantime_serde")]
     pub reload_interval: Option<Duration>,
+    /// `tls.client_ca`: PEM CA bundle for verifying client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// `tls.client_auth`: `none`, `optional` or `required` (default `required` with a
+    /// `client_ca`, `none` without).
+    pub client_auth: Option<String>,
 }
 
 /// `[registry]` as written in the file.
@@ -330,6 +335,20 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// How often the files are re-read as a safety net besides file events (default 60 s).
     pub reload_interval: Duration,
+    /// Client certificate verification.
+    pub client_auth: ClientAuth,
+}
+
+/// Whether the listener asks for client certificates (mutual TLS), verified against a CA
+/// bundle that is watched and reloaded like the certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is requested.
+    None,
+    /// A client certificate is requested; if one is sent it must verify against the CA file.
+    Optional(PathBuf),
+    /// A client certificate that verifies against the CA file is required.
+    Required(PathBuf),
 }
 
 /// Where the registry comes from.
@@ -876,10 +895,37 @@ impl RawConfig {
                 self.tls.reload_interval,
                 Duration::from_secs(60),
             )?;
+            let client_auth = match (
+                self.tls.client_auth.as_deref().map(str::trim),
+                self.tls.client_ca,
+            ) {
+                (None | Some("none"), None) => ClientAuth::None,
+                (Some("none"), Some(_)) => {
+                    return Err(invalid(
+                        "tls.client_auth",
+                        "is \"none\" but tls.client_ca is set; remove one",
+                    ))
+                }
+                (None | Some("required"), Some(ca)) => ClientAuth::Required(ca),
+                (Some("optional"), Some(ca)) => ClientAuth::Optional(ca),
+                (Some("optional" | "required"), None) => {
+                    return Err(invalid(
+                        "tls.client_ca",
+                        "required when tls.client_auth is optional or required",
+                    ))
+                }
+                (Some(other), _) => {
+                    return Err(invalid(
+                        "tls.client_auth",
+                        format!("{other:?} is not \"none\", \"optional\" or \"required\""),
+                    ))
+                }
+            };
             Some(TlsFiles {
                 cert,
                 key,
                 reload_interval,
+                client_auth,
             })
         } else {
             None

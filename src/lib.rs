@@ -105,7 +105,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let tracker = TaskTracker::new();
 
-    let (acceptor, cert_store) = match &config.tls {
+    let (server_tls, cert_store) = match &config.tls {
         Some(files) => {
             let key = tls::load_certified_key(&files.cert, &files.key)
                 .context("cannot load the listener certificate")?;
@@ -119,12 +119,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 &tracker,
                 shutdown.clone(),
             );
-            let cfg = tls::server_config(Arc::clone(&store))
-                .context("cannot build the TLS configuration")?;
-            (
-                Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
-                Some(store),
-            )
+            let cfg = tls::server_config_with_client_auth(Arc::clone(&store), &files.client_auth)
+                .context("cannot build the TLS configuration (tls.client_ca)")?;
+            let current = Arc::new(ArcSwap::from_pointee(cfg));
+            tls::spawn_client_ca_reloader(
+                files.client_auth.clone(),
+                Arc::clone(&store),
+                Arc::clone(&current),
+                metrics.tls.clone(),
+                files.reload_interval,
+                &tracker,
+                shutdown.clone(),
+            );
+            (Some(current), Some(store))
         }
         None => {
             tracing::warn!("TLS is disabled (tls.enabled = false): clients connect with ws://, for development only");
@@ -194,7 +201,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     });
     tracker.spawn(proxy::listener::serve(
         listener,
-        acceptor,
+        server_tls,
         Arc::clone(&shared),
     ));
     systemd::spawn(

@@ -146,6 +146,110 @@ pub fn server_config(store: Arc<CertStore>) -> Result<rustls::ServerConfig, rust
     Ok(cfg)
 }
 
+/// Builds the listener's rustls configuration with client certificate verification per
+/// `client_auth` (mutual TLS): the CA bundle is read now; `Optional` also accepts clients
+/// without a certificate.
+///
+/// # Errors
+/// [`TlsError::Pem`] for an unreadable or empty CA file, [`TlsError::Rustls`] when no usable
+/// root is in it.
+pub fn server_config_with_client_auth(
+    store: Arc<CertStore>,
+    client_auth: &crate::config::ClientAuth,
+) -> Result<rustls::ServerConfig, TlsError> {
+    use crate::config::ClientAuth;
+    let rustls_err = |path: &Path, source| TlsError::Rustls {
+        cert: path.to_path_buf(),
+        key: PathBuf::new(),
+        source,
+    };
+    let (ca, optional) = match client_auth {
+        ClientAuth::None => {
+            return server_config(store).map_err(|e| rustls_err(Path::new("<listener>"), e));
+        }
+        ClientAuth::Optional(ca) => (ca, true),
+        ClientAuth::Required(ca) => (ca, false),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        roots.add(cert).map_err(|e| rustls_err(ca, e))?;
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    let verifier = builder.build().map_err(|e| TlsError::Pem {
+        path: ca.clone(),
+        message: format!("unusable client CA bundle: {e}"),
+    })?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| rustls_err(ca, e))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(store);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Watches the client CA bundle (mutual TLS) and swaps in a new listener configuration when it
+/// changes and loads; a bad bundle keeps the previous configuration, is logged with the cause,
+/// and counts in `wsrelay_tls_reload_failures_total`.
+pub fn spawn_client_ca_reloader(
+    client_auth: crate::config::ClientAuth,
+    store: Arc<CertStore>,
+    current: Arc<ArcSwap<rustls::ServerConfig>>,
+    metrics: crate::metrics::TlsMetrics,
+    recheck: std::time::Duration,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let ca = match &client_auth {
+        crate::config::ClientAuth::None => return,
+        crate::config::ClientAuth::Optional(ca) | crate::config::ClientAuth::Required(ca) => {
+            ca.clone()
+        }
+    };
+    let last = Arc::new(std::sync::Mutex::new(crate::watch::fingerprint(&[&ca])));
+    crate::watch::spawn(
+        "client CA bundle",
+        vec![ca.clone()],
+        recheck,
+        tracker,
+        shutdown,
+        move || {
+            let (client_auth, store, current, metrics, last, ca) = (
+                client_auth.clone(),
+                Arc::clone(&store),
+                Arc::clone(&current),
+                metrics.clone(),
+                Arc::clone(&last),
+                ca.clone(),
+            );
+            async move {
+                let fp = crate::watch::fingerprint(&[&ca]);
+                let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+                if *l == fp {
+                    return;
+                }
+                *l = fp;
+                match server_config_with_client_auth(store, &client_auth) {
+                    Ok(cfg) => {
+                        current.store(Arc::new(cfg));
+                        tracing::info!(client_ca = %ca.display(), "client CA bundle reloaded");
+                    }
+                    Err(e) => {
+                        metrics.reload_failures.inc();
+                        tracing::warn!(error = %e, "client CA reload refused; the previous bundle stays in force");
+                    }
+                }
+            }
+        },
+    );
+}
+
 /// Builds the client configuration for `wss` upstreams: the system roots (as found by
 /// `rustls-native-certs`) plus the certificates of `ca_file`, if given. Server certificates
 /// are verified against these roots and the instance's `hostName`.

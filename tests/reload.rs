@@ -330,3 +330,134 @@ async fn registry_file_changes_are_followed_and_malformed_versions_ignored() {
         "A is gone from the registry"
     );
 }
+
+/// A CA (PEM) and a client certificate + key it signed.
+fn ca_and_client() -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Opens a session presenting `client` (cert, key) if given; Err when the agent refuses.
+async fn try_session(
+    addr: std::net::SocketAddr,
+    server: &TestCert,
+    client: Option<(&str, &str)>,
+) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in wsrelay::tls::load_certs(&server.cert_path()).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(wsrelay::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client {
+        None => b.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let r = tokio_tungstenite::connect_async_tls_with_config(
+        format!("wss://localhost:{}/ws/v1/discoverableclient/x", addr.port()),
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(cfg))),
+    )
+    .await;
+    match r {
+        Ok((mut ws, _)) => {
+            ws.send(Message::text("hi"))
+                .await
+                .map_err(|e| e.to_string())?;
+            match ws.next().await {
+                Some(Ok(m)) if m == Message::text("hi") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+use rustls_pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn client_certificates_are_verified_and_the_ca_bundle_reloads() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry.xml");
+    std::fs::write(
+        &reg,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+    )
+    .unwrap();
+    let server = TestCert::new();
+    let (ca1, c1, k1) = ca_and_client();
+    let (ca2, c2, k2) = ca_and_client();
+    let ca_path = dir.path().join("client-ca.pem");
+    std::fs::write(&ca_path, &ca1).unwrap();
+    let toml = format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n[registry]\nfile = {:?}\n",
+        server.cert_path().display().to_string(),
+        server.key_path().display().to_string(),
+        ca_path.display().to_string(),
+        reg.display().to_string()
+    );
+    let token = CancellationToken::new();
+    let agent = wsrelay::start(
+        wsrelay::config::Config::from_toml(&toml, None).unwrap(),
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let addr = agent.local_addr;
+    try_session(addr, &server, Some((&c1, &k1))).await.unwrap();
+    assert!(
+        try_session(addr, &server, None).await.is_err(),
+        "no client certificate must be refused"
+    );
+    assert!(
+        try_session(addr, &server, Some((&c2, &k2))).await.is_err(),
+        "a certificate from another CA must be refused"
+    );
+
+    // Rotate the CA bundle: the second client is accepted, the first refused.
+    std::fs::write(&ca_path, &ca2).unwrap();
+    let mut switched = false;
+    for _ in 0..300 {
+        if try_session(addr, &server, Some((&c2, &k2))).await.is_ok() {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(switched, "the new client CA bundle was not loaded");
+    assert!(try_session(addr, &server, Some((&c1, &k1))).await.is_err());
+
+    // A broken bundle is refused; the last good one stays.
+    std::fs::write(&ca_path, "garbage").unwrap();
+    for _ in 0..300 {
+        if agent.shared.metrics.tls.reload_failures.get() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(agent.shared.metrics.tls.reload_failures.get(), 1);
+    try_session(addr, &server, Some((&c2, &k2))).await.unwrap();
+    token.cancel();
+}

@@ -107,6 +107,10 @@ pub struct TargetArgs {
     /// Runtime worker threads of the load generator (1 = a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Time limit for opening one connection (TCP, TLS and the upgrade); a server that
+    /// stops accepting (connection limit reached) makes connections fail, not hang.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub connect_timeout: Duration,
     /// Connections opened at the same time while connecting.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,

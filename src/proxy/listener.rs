@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,7 +26,13 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// Accepts connections until `shared.closed` is cancelled (after the shutdown drain, so
 /// health probes are still answered, with 503, while sessions drain). Each connection is served in a
 /// task tracked by `shared.tracker`.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+/// `tls` is the current listener configuration (swapped when the client CA bundle changes);
+/// each connection takes the configuration current at its accept.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    shared: Arc<Shared>,
+) {
     let mut backoff = Duration::from_millis(10);
     let mut failing = false;
     loop {
@@ -41,7 +48,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
                 }
                 backoff = Duration::from_millis(10);
                 let shared = Arc::clone(&shared);
-                let tls = tls.clone();
+                let tls = tls.as_ref().map(|t| TlsAcceptor::from(t.load_full()));
                 shared
                     .tracker
                     .clone()

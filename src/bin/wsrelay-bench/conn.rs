@@ -39,6 +39,7 @@ pub struct Connector {
     preferred: Arc<AtomicUsize>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     ws_config: WebSocketConfig,
+    timeout: std::time::Duration,
 }
 
 impl Connector {
@@ -91,14 +92,26 @@ impl Connector {
             preferred: Arc::new(AtomicUsize::new(0)),
             tls,
             ws_config,
+            timeout: target.connect_timeout,
         })
     }
 
-    /// Opens one WebSocket connection (TCP, TLS when `wss://`, then the upgrade).
+    /// Opens one WebSocket connection (TCP, TLS when `wss://`, then the upgrade) within
+    /// `--connect-timeout`.
     ///
     /// # Errors
-    /// Connect, TLS or handshake failures, with the step that failed.
+    /// Connect, TLS or handshake failures, with the step that failed, or the time limit.
     pub async fn connect(&self) -> anyhow::Result<Ws> {
+        match tokio::time::timeout(self.timeout, self.open()).await {
+            Ok(r) => r,
+            Err(_) => bail!(
+                "connection not open within {}",
+                humantime::format_duration(self.timeout)
+            ),
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<Ws> {
         let tcp = self.tcp().await?;
         tcp.set_nodelay(true).context("TCP_NODELAY")?;
         let io = match &self.tls {
