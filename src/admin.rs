@@ -84,6 +84,7 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
                     "source": reg.source,
                     "lastSuccess": reg.last_success.map(rfc3339),
                     "lastError": reg.last_error,
+                    "fromCache": reg.from_cache,
                 }
             },
             "tls": tls,
