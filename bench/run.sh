@@ -205,7 +205,9 @@ daemon off;
 pid $OUT/nginx/nginx.pid;
 error_log $OUT/logs/nginx.log warn;
 events {
-    worker_connections $NOFILE;
+    # nginx runs out of connection slots before it runs out of descriptors when every slot
+    # is needed (2 per session): give it more slots; the descriptor limit stays the bound.
+    worker_connections $((NOFILE + 10000));
 }
 http {
     access_log off;

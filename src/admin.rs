@@ -104,14 +104,15 @@ fn check_access<B>(
     shared: &Shared,
     peer: SocketAddr,
 ) -> Result<(), Response<Full<Bytes>>> {
-    if !shared.admin.allows(peer.ip()) {
+    let settings = shared.settings.load();
+    if !settings.admin.allows(peer.ip()) {
         return Err(json_error(
             StatusCode::FORBIDDEN,
             "diagnostics are not served to this client address (see admin.allow)",
             |_| {},
         ));
     }
-    if let Some(token) = &shared.admin.token {
+    if let Some(token) = &settings.admin.token {
         let given = req
             .headers()
             .get(http::header::AUTHORIZATION)

@@ -370,7 +370,7 @@ pub enum WireFormat {
 }
 
 /// Registry settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
     /// Eureka servers or a file.
     pub source: RegistrySource,

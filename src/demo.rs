@@ -85,7 +85,7 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         println!("Diagnostics: curl -k https://localhost:{port}/application/websockets  (also health, routes, info)");
         println!();
         shutdown.cancelled().await;
-        agent.drained(agent.shared.shutdown_grace).await;
+        agent.drained(agent.shared.settings.load().shutdown_grace).await;
         anyhow::Ok(())
     }
     .await;

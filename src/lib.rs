@@ -47,6 +47,32 @@ pub struct Agent {
     pub local_addr: SocketAddr,
     /// Shared state: routes, sessions, registry status.
     pub shared: Arc<Shared>,
+    reload: tokio::sync::Mutex<ReloadState>,
+}
+
+/// What a config reload needs besides the shared state.
+struct ReloadState {
+    config: Config,
+    registry_token: CancellationToken,
+    publisher: Publisher,
+}
+
+/// Keys whose change a reload cannot apply (the process keeps the old value until restarted).
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if old.listen != new.listen {
+        keys.push("listen.address");
+    }
+    if old.tls != new.tls {
+        keys.push("tls (enabled, cert, key, client_ca, client_auth, reload_interval paths)");
+    }
+    if format!("{:?}", old.eureka_instance) != format!("{:?}", new.eureka_instance) {
+        keys.push("eureka.instance");
+    }
+    if old.log.format != new.log.format {
+        keys.push("log.format");
+    }
+    keys
 }
 
 impl Agent {
@@ -80,10 +106,69 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Applies a new, already validated config (SIGHUP): timeouts, limits, admin access,
+    /// shutdown grace, upstream TLS material and the registry source (URLs, interval, ...)
+    /// take effect for new sessions and fetches; live sessions keep what they started with.
+    /// Returns the keys that changed but need a restart (listen address, listener TLS files,
+    /// self-registration, log format). The log level is applied by the caller.
+    ///
+    /// # Errors
+    /// When the new upstream TLS material cannot be loaded or the registry source cannot be
+    /// built: then nothing of the new config is applied.
+    pub async fn reload(&self, new: Config) -> anyhow::Result<Vec<&'static str>> {
+        let mut st = self.reload.lock().await;
+        let client_tls =
+            tls::client_config(new.upstream.ca_file.as_deref()).context("upstream.ca_file")?;
+        let restart = needs_restart(&st.config, &new);
+        if st.config.registry != new.registry {
+            let token = self.shared.shutdown.child_token();
+            registry::spawn(
+                &new.registry,
+                st.publisher.clone(),
+                client_tls.clone(),
+                &self.shared.tracker,
+                token.clone(),
+            )
+            .await
+            .context("cannot start the new registry source")?;
+            st.registry_token.cancel();
+            st.registry_token = token;
+            tracing::info!("registry source restarted with the new settings");
+        }
+        self.shared
+            .settings
+            .store(Arc::new(settings(&new, client_tls)));
+        st.config = new;
+        Ok(restart)
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
         self.shared.closed.cancel();
+    }
+}
+
+/// The reloadable settings for `config`, with `client_tls` for `wss` services.
+fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Settings {
+    let ws = proxy::ws_config(config.limits.max_message_size, config.limits.max_frame_size);
+    proxy::Settings {
+        upstream: UpstreamSettings {
+            connect_timeout: config.upstream.connect_timeout,
+            handshake_timeout: config.upstream.handshake_timeout,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(client_tls)),
+            ws_config: ws,
+        },
+        max_attempts: usize::try_from(config.upstream.max_attempts).unwrap_or(3),
+        client_ws: ws,
+        relay: RelayConfig {
+            close_timeout: config.limits.close_timeout,
+        },
+        handshake_timeout: config.limits.handshake_timeout,
+        admin: config.admin.clone(),
+        shutdown_grace: config.shutdown_grace,
     }
 }
 
@@ -142,12 +227,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .context("cannot load upstream.ca_file")?;
 
     // Registry: first load now, then refresh in the background.
+    let registry_token = shutdown.child_token();
     registry::spawn(
         &config.registry,
-        publisher,
+        publisher.clone(),
         client_tls.clone(),
         &tracker,
-        shutdown.clone(),
+        registry_token.clone(),
     )
     .await
     .context("cannot start the registry source")?;
@@ -172,32 +258,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         )
         .context("cannot start the Eureka self-registration")?;
     }
-    let ws = proxy::ws_config(config.limits.max_message_size, config.limits.max_frame_size);
     let shared = Arc::new(Shared {
         routes,
         registry: status,
         metrics,
         sessions: Arc::new(SessionTable::new()),
-        upstream: UpstreamSettings {
-            connect_timeout: config.upstream.connect_timeout,
-            handshake_timeout: config.upstream.handshake_timeout,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(client_tls)),
-            ws_config: ws,
-        },
-        max_attempts: usize::try_from(config.upstream.max_attempts).unwrap_or(3),
-        client_ws: ws,
-        relay: RelayConfig {
-            close_timeout: config.limits.close_timeout,
-        },
-        handshake_timeout: config.limits.handshake_timeout,
+        settings: ArcSwap::from_pointee(settings(&config, client_tls)),
         shutdown,
         closed: CancellationToken::new(),
         tracker: tracker.clone(),
         started_at: SystemTime::now(),
         config_path: config.source.as_ref().map(|p| p.display().to_string()),
-        admin: config.admin.clone(),
         cert: cert_store,
-        shutdown_grace: config.shutdown_grace,
     });
     tracker.spawn(proxy::listener::serve(
         listener,
@@ -211,30 +283,98 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     );
     let scheme = if config.tls.is_some() { "wss" } else { "ws" };
     tracing::info!(address = %local_addr, scheme, "listening");
-    Ok(Agent { local_addr, shared })
+    Ok(Agent {
+        local_addr,
+        shared,
+        reload: tokio::sync::Mutex::new(ReloadState {
+            config,
+            registry_token,
+            publisher,
+        }),
+    })
 }
 
 /// Runs the agent until `shutdown` is cancelled, then drains: health turns DOWN, new
 /// upgrades get 503, every session is closed with 1001 on both legs, and the process waits
 /// for the close handshakes for at most `shutdown.grace`.
 ///
+/// Each message on `reloads` (SIGHUP) re-reads the config file: an invalid file is rejected
+/// as a whole with the reason, and the old config stays; a valid one is applied as
+/// [`Agent::reload`] says, and `set_log_level` gets the new `log.level`.
+///
 /// # Errors
 /// As [`start`].
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    mut reloads: tokio::sync::mpsc::Receiver<()>,
+    set_log_level: impl Fn(&str) -> Result<(), String>,
+) -> anyhow::Result<()> {
+    let path = config.source.clone();
     let agent = start(config, shutdown.clone()).await?;
-    shutdown.cancelled().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = reloads.recv() => {
+                if r.is_none() {
+                    shutdown.cancelled().await;
+                    break;
+                }
+                reload_from_file(&agent, path.as_deref(), &set_log_level).await;
+            }
+        }
+    }
     systemd::stopping();
     tracing::info!(
         sessions = agent.live_sessions(),
         "shutting down: closing sessions with 1001"
     );
-    if !agent.drained(agent.shared.shutdown_grace).await {
+    if !agent
+        .drained(agent.shared.settings.load().shutdown_grace)
+        .await
+    {
         tracing::warn!(
             sessions = agent.live_sessions(),
             "shutdown grace period over; dropping what is left"
         );
     }
     Ok(())
+}
+
+/// Re-reads the config file and applies it (see [`run`]). Returns true when applied.
+pub async fn reload_from_file(
+    agent: &Agent,
+    path: Option<&std::path::Path>,
+    set_log_level: &dyn Fn(&str) -> Result<(), String>,
+) -> bool {
+    let Some(path) = path else {
+        tracing::warn!("config reload requested, but the config did not come from a file");
+        return false;
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "config reload rejected; the current config stays");
+            return false;
+        }
+    };
+    let level = new.log.level.clone();
+    match agent.reload(new).await {
+        Ok(restart) => {
+            if let Err(e) = set_log_level(&level) {
+                tracing::warn!(error = %e, "log.level not applied");
+            }
+            tracing::info!(config = %path.display(), "config reloaded");
+            if !restart.is_empty() {
+                tracing::warn!(keys = %restart.join(", "), "changed settings need a restart to take effect");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "config reload rejected; the current config stays");
+            false
+        }
+    }
 }
 
 /// `wsrelay check`: loads the TLS material, fetches the registry once, and renders the route

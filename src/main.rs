@@ -117,18 +117,63 @@ async fn remote(
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// Changes the log filter at run time (`log.level` on SIGHUP); `RUST_LOG`, when set, wins.
+type LevelHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(level: &str, format: LogFormat) -> LevelHandle {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::builder().parse(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
+            .init(),
     }
+    handle
+}
+
+fn set_level(handle: &LevelHandle, level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(());
+    }
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map_err(|e| e.to_string())?;
+    handle.reload(filter).map_err(|e| e.to_string())
+}
+
+/// Forwards SIGHUP to `tx` (one pending reload at most).
+fn reload_on_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: config reload by signal is unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the config");
+            let _ = tx.try_send(());
+        }
+    });
 }
 
 fn shutdown_on_signals(token: CancellationToken) {
@@ -204,7 +249,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     if let Some(Command::Demo { listen }) = cli.command {
-        init_logging("info", log_format(LogFormat::Text));
+        let _ = init_logging("info", log_format(LogFormat::Text));
         return rt.block_on(async {
             let token = CancellationToken::new();
             shutdown_on_signals(token.clone());
@@ -224,13 +269,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    init_logging(&config.log.level, log_format(config.log.format));
+    let level_handle = init_logging(&config.log.level, log_format(config.log.format));
     match cli.command {
         Some(Command::Check) => rt.block_on(check(config)),
         _ => rt.block_on(async {
             let token = CancellationToken::new();
             shutdown_on_signals(token.clone());
-            match wsrelay::run(config, token).await {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            reload_on_sighup(tx);
+            match wsrelay::run(config, token, rx, |level| set_level(&level_handle, level)).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

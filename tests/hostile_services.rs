@@ -146,6 +146,9 @@ async fn a_service_that_closes_right_after_its_101_ends_the_session_with_1011() 
     drop(service);
     let (seen, close) = client.until_close().await;
     assert!(seen.is_empty());
-    assert_eq!(close.and_then(|c| c.close_code()), Some(1011));
+    let close = close.expect("a close frame");
+    assert_eq!(close.close_code(), Some(1011));
+    client.send(&client_frame(0x88, &close.payload)).await;
+    assert!(client.next().await.is_none());
     agent.wait_sessions(0).await;
 }

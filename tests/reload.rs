@@ -461,3 +461,91 @@ async fn client_certificates_are_verified_and_the_ca_bundle_reloads() {
     try_session(addr, &server, Some((&c2, &k2))).await.unwrap();
     token.cancel();
 }
+
+#[tokio::test]
+async fn config_reload_applies_a_valid_file_and_rejects_an_invalid_one() {
+    let a = TestService::start(ServiceOptions::default()).await;
+    let b = TestService::start(ServiceOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new();
+    let (reg_a, reg_b) = (dir.path().join("a.xml"), dir.path().join("b.xml"));
+    std::fs::write(
+        &reg_a,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "a", a.port())]),
+    )
+    .unwrap();
+    std::fs::write(
+        &reg_b,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "b", b.port())]),
+    )
+    .unwrap();
+    let cfg_path = dir.path().join("wsrelay.toml");
+    let write_cfg = |listen: &str, reg: &Path, max: &str| {
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "[listen]\naddress = \"{listen}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\n[limits]\nmax_message_size = \"{max}\"\n",
+                cert.cert_path().display().to_string(),
+                cert.key_path().display().to_string(),
+                reg.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg("127.0.0.1:0", &reg_a, "64KiB");
+    let token = CancellationToken::new();
+    let agent = wsrelay::start(
+        wsrelay::config::Config::load(&cfg_path).unwrap(),
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let addr = agent.local_addr;
+    let big = vec![1u8; 100 * 1024];
+
+    let mut ws = open_session(addr, cert.client_config()).await;
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(read_close(&mut ws).await.map(|c| c.0), Some(1009));
+
+    // A valid new config: bigger messages, another registry file. Listen address changes are
+    // reported, not applied.
+    write_cfg("127.0.0.1:1", &reg_b, "1MiB");
+    let levels = std::sync::Mutex::new(Vec::new());
+    let set_level = |l: &str| {
+        levels.lock().unwrap().push(l.to_string());
+        Ok(())
+    };
+    assert!(wsrelay::reload_from_file(&agent, Some(&cfg_path), &set_level).await);
+    assert_eq!(levels.lock().unwrap().as_slice(), ["info"]);
+    let mut ws = open_session(addr, cert.client_config()).await;
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().len(), big.len());
+    assert_eq!(
+        b.requests.lock().unwrap().len(),
+        1,
+        "the new registry source is in use"
+    );
+    ws.close(None).await.unwrap();
+
+    // An invalid file is rejected as a whole: the 1 MiB limit and registry B stay.
+    std::fs::write(
+        &cfg_path,
+        "[listen]\naddress = \"127.0.0.1:0\"\nbogus = 1\n",
+    )
+    .unwrap();
+    assert!(!wsrelay::reload_from_file(&agent, Some(&cfg_path), &set_level).await);
+    let mut ws = open_session(addr, cert.client_config()).await;
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().len(), big.len());
+    assert_eq!(b.requests.lock().unwrap().len(), 2);
+    assert_eq!(a.requests.lock().unwrap().len(), 1);
+
+    // What needs a restart is reported.
+    write_cfg("127.0.0.1:2", &reg_b, "1MiB");
+    let restart = agent
+        .reload(wsrelay::config::Config::load(&cfg_path).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(restart, vec!["listen.address"]);
+    token.cancel();
+}

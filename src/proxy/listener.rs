@@ -80,7 +80,7 @@ async fn connection(
     match tls {
         None => serve_http(tcp, client_side(peer, false, local_port), shared).await,
         Some(acceptor) => {
-            let limit = shared.handshake_timeout;
+            let limit = shared.settings.load().handshake_timeout;
             match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     serve_http(stream, client_side(peer, true, local_port), shared).await
@@ -98,10 +98,11 @@ where
 {
     let svc_shared = Arc::clone(&shared);
     let svc = service_fn(move |req| handle_request(req, Arc::clone(&svc_shared), client));
+    let settings = shared.settings.load_full();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.handshake_timeout)
+        .header_read_timeout(settings.handshake_timeout)
         .max_buf_size(MAX_REQUEST_HEAD_BYTES.max(8192))
         .keep_alive(true);
     let conn = builder
@@ -116,7 +117,7 @@ where
         }
         () = shared.closed.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(shared.relay.close_timeout, conn).await;
+            let _ = tokio::time::timeout(settings.relay.close_timeout, conn).await;
         }
     }
 }

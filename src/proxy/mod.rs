@@ -41,16 +41,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Live sessions.
     pub sessions: Arc<SessionTable>,
-    /// How to reach services.
-    pub upstream: UpstreamSettings,
-    /// Instances tried per session.
-    pub max_attempts: usize,
-    /// WebSocket limits and buffers for the client leg.
-    pub client_ws: WebSocketConfig,
-    /// Relay settings.
-    pub relay: RelayConfig,
-    /// TLS handshake + request head timeout.
-    pub handshake_timeout: Duration,
+    /// Settings that a config reload (SIGHUP) may change; each handshake loads them once.
+    pub settings: ArcSwap<Settings>,
     /// Cancelled when the agent starts shutting down: sessions get 1001, upgrades 503,
     /// health DOWN.
     pub shutdown: CancellationToken,
@@ -62,10 +54,24 @@ pub struct Shared {
     pub started_at: SystemTime,
     /// Config file path, for `/application/info`.
     pub config_path: Option<String>,
-    /// Who may use `/application/*`.
-    pub admin: crate::config::AdminConfig,
     /// The listener's certificate store (None without TLS), for health and metrics.
     pub cert: Option<Arc<crate::tls::CertStore>>,
+}
+
+/// The settings a config reload can change for new sessions and connections.
+pub struct Settings {
+    /// How to reach services (timeouts, TLS client, WebSocket limits).
+    pub upstream: UpstreamSettings,
+    /// Instances tried per session.
+    pub max_attempts: usize,
+    /// WebSocket limits and buffers for the client leg.
+    pub client_ws: WebSocketConfig,
+    /// Relay settings.
+    pub relay: RelayConfig,
+    /// TLS handshake + request head timeout.
+    pub handshake_timeout: Duration,
+    /// Who may use `/application/*`.
+    pub admin: crate::config::AdminConfig,
     /// How long a shutdown waits for sessions.
     pub shutdown_grace: Duration,
 }
@@ -122,6 +128,7 @@ async fn open_session(
     if shared.shutdown.is_cancelled() {
         return Err(HandshakeError::ShuttingDown);
     }
+    let settings = shared.settings.load_full();
     let table = shared.routes.load_full();
     let resolved = table.resolve(req.uri().path(), req.uri().query())?;
     let upgrade = handshake::validate_upgrade(&req)?;
@@ -131,7 +138,7 @@ async fn open_session(
     }
     let mut last_err = None;
     let mut connected: Option<(Connected, &crate::routing::Endpoint)> = None;
-    for ep in service.candidates(shared.max_attempts) {
+    for ep in service.candidates(settings.max_attempts) {
         match handshake::connect(
             ep,
             &service.service_id,
@@ -139,7 +146,7 @@ async fn open_session(
             req.headers(),
             &upgrade.protocols,
             client,
-            &shared.upstream,
+            &settings.upstream,
         )
         .await
         {
@@ -194,7 +201,7 @@ async fn open_session(
                 return;
             }
         };
-        let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(shared2.client_ws)).await;
+        let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(settings.client_ws)).await;
         let s = guard.info();
         let service_label = crate::metrics::ServiceLabel {
             service: s.service_id.clone(),
@@ -207,7 +214,7 @@ async fn open_session(
             "session opened"
         );
         let started = Instant::now();
-        let outcome = relay::relay(client_ws, conn.ws, &s.counters, &shared2.relay, &shared2.shutdown).await;
+        let outcome = relay::relay(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown).await;
         s.counters.sync(metrics);
         metrics.sessions_open.get_or_create(&service_label).dec();
         metrics
