@@ -289,6 +289,10 @@ pub struct RawLimits {
     /// `limits.close_timeout`, default 5s.
     #[serde(default, with = "humantime_serde")]
     pub close_timeout: Option<Duration>,
+    /// `limits.max_sessions`: concurrent sessions, default unlimited.
+    pub max_sessions: Option<usize>,
+    /// `limits.max_sessions_per_ip`: concurrent sessions per client IP, default unlimited.
+    pub max_sessions_per_ip: Option<usize>,
 }
 
 /// `[log]` as written in the file.
@@ -498,6 +502,11 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time allowed for a close handshake to finish once started (default 5 s).
     pub close_timeout: Duration,
+    /// Concurrent sessions (including upgrades in progress); above it upgrades get 503 with
+    /// `Retry-After` (default unlimited).
+    pub max_sessions: Option<usize>,
+    /// Concurrent sessions per client IP address (default unlimited).
+    pub max_sessions_per_ip: Option<usize>,
 }
 
 /// Log output format.
@@ -977,6 +986,24 @@ impl RawConfig {
                 l.close_timeout,
                 Duration::from_secs(5),
             )?,
+            max_sessions: match l.max_sessions {
+                Some(0) => {
+                    return Err(invalid(
+                        "limits.max_sessions",
+                        "must be at least 1 (remove the key for no limit)",
+                    ))
+                }
+                other => other,
+            },
+            max_sessions_per_ip: match l.max_sessions_per_ip {
+                Some(0) => {
+                    return Err(invalid(
+                        "limits.max_sessions_per_ip",
+                        "must be at least 1 (remove the key for no limit)",
+                    ))
+                }
+                other => other,
+            },
         };
 
         let allow = match self.admin.allow {

@@ -169,6 +169,8 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
         handshake_timeout: config.limits.handshake_timeout,
         admin: config.admin.clone(),
         shutdown_grace: config.shutdown_grace,
+        max_sessions: config.limits.max_sessions,
+        max_sessions_per_ip: config.limits.max_sessions_per_ip,
     }
 }
 

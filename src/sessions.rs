@@ -140,12 +140,74 @@ impl SessionInfo {
 pub struct SessionTable {
     next_id: AtomicU64,
     live: Mutex<HashMap<u64, Arc<SessionInfo>>>,
+    /// Reserved slots (sessions and upgrades in progress): total and per client IP.
+    slots: Mutex<(usize, HashMap<std::net::IpAddr, usize>)>,
+}
+
+/// A reserved session slot (see [`SessionTable::reserve`]); released when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    table: Arc<SessionTable>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut g = self.table.slots.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = g.0.saturating_sub(1);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = g.1.entry(self.ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+/// Why a slot was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRefused {
+    /// `limits.max_sessions` reached.
+    Total(usize),
+    /// `limits.max_sessions_per_ip` reached for this IP.
+    PerIp(usize),
 }
 
 impl SessionTable {
     /// An empty table.
     pub fn new() -> SessionTable {
         SessionTable::default()
+    }
+
+    /// Reserves a session slot for a client at `ip`, unless `max_total` or `max_per_ip` would
+    /// be exceeded. The slot is held from before the upstream connect until the session ends.
+    ///
+    /// # Errors
+    /// [`SlotRefused`] naming the limit that was hit.
+    pub fn reserve(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        max_total: Option<usize>,
+        max_per_ip: Option<usize>,
+    ) -> Result<Slot, SlotRefused> {
+        let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(max) = max_total {
+            if g.0 >= max {
+                return Err(SlotRefused::Total(max));
+            }
+        }
+        let per_ip = g.1.get(&ip).copied().unwrap_or(0);
+        if let Some(max) = max_per_ip {
+            if per_ip >= max {
+                return Err(SlotRefused::PerIp(max));
+            }
+        }
+        g.0 += 1;
+        g.1.insert(ip, per_ip + 1);
+        Ok(Slot {
+            table: Arc::clone(self),
+            ip,
+        })
     }
 
     /// A fresh session id (16 hex digits) and its numeric key.
@@ -255,6 +317,27 @@ mod tests {
         assert_eq!(t.len(), 1);
         drop(g2);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn slots_are_limited_in_total_and_per_ip_and_released_on_drop() {
+        let t = Arc::new(SessionTable::new());
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) =
+            ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let s1 = t.reserve(a, Some(3), Some(2)).unwrap();
+        let _s2 = t.reserve(a, Some(3), Some(2)).unwrap();
+        assert_eq!(
+            t.reserve(a, Some(3), Some(2)).unwrap_err(),
+            SlotRefused::PerIp(2)
+        );
+        let _s3 = t.reserve(b, Some(3), Some(2)).unwrap();
+        assert_eq!(
+            t.reserve(b, Some(3), Some(2)).unwrap_err(),
+            SlotRefused::Total(3)
+        );
+        drop(s1);
+        assert!(t.reserve(a, Some(3), Some(2)).is_ok());
+        assert!(t.reserve(a, None, None).is_ok());
     }
 
     #[test]

@@ -39,6 +39,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+/// Prints a line straight to the process's stderr: the test harness captures `println!` of
+/// passing tests, and the summary must show in CI's output.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 /// Cases where a relayed result may differ from the direct one: (agent prefix, case id,
 /// relayed (behavior, behaviorClose), reason). A relayed result must still be free of
 /// FAILED and WRONG CODE.
@@ -89,18 +98,14 @@ fn wstest() -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var("WSRELAY_SKIP_AUTOBAHN").is_ok_and(|v| v == "1") {
-        eprintln!();
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
-        eprintln!(
+        say!("");
+        say!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        say!(
             "!! AUTOBAHN SKIPPED: {} not found and WSRELAY_SKIP_AUTOBAHN=1.",
             path.display()
         );
-        eprintln!("!! RFC 6455 conformance was NOT checked. Run scripts/autobahn/setup.sh.");
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
+        say!("!! RFC 6455 conformance was NOT checked. Run scripts/autobahn/setup.sh.");
+        say!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         return None;
     }
     panic!(
@@ -276,7 +281,7 @@ fn judge(direction: &str, results: &Results, expected_cases: usize) -> Vec<Strin
             .values()
             .filter(|r| r.behavior_close == "FAILED")
             .count();
-        println!(
+        say!(
             "autobahn {direction}: {agent}: {} cases: {} OK, {} NON-STRICT, {} INFORMATIONAL, {} UNIMPLEMENTED, {} FAILED, {} WRONG CODE (close FAILED: {close_failed})",
             cases.len(),
             counts.get("OK").copied().unwrap_or(0),
@@ -339,7 +344,7 @@ fn judge(direction: &str, results: &Results, expected_cases: usize) -> Vec<Strin
             }
         }
         if !documented.is_empty() {
-            println!(
+            say!(
                 "autobahn {direction}: {agent}: NON-STRICT where direct is OK (documented, fail fast): {}",
                 documented.join(" ")
             );
@@ -439,7 +444,7 @@ async fn fuzzingclient_through_the_relay_ws_and_wss() {
     );
     let results = read_index(&outdir);
     let n = results.get("direct").map_or(0, BTreeMap::len);
-    println!(
+    say!(
         "autobahn fuzzingclient: {n} cases per agent in {:.0?}",
         started.elapsed()
     );
@@ -634,7 +639,7 @@ async fn fuzzingserver_through_the_relay_ws_and_wss() {
     )
     .await;
     assert_eq!((n_ws, n_wss, n_wss_wss), (n, n, n));
-    println!(
+    say!(
         "autobahn fuzzingserver: {n} cases per agent in {:.0?}",
         started.elapsed()
     );

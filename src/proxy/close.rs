@@ -53,6 +53,10 @@ pub enum HandshakeError {
     /// The agent is shutting down: 503.
     #[error("shutting down")]
     ShuttingDown,
+    /// `limits.max_sessions` or `limits.max_sessions_per_ip` reached: 503 with
+    /// `Retry-After: 5`.
+    #[error("{0}")]
+    TooManySessions(String),
 }
 
 impl From<LookupError> for HandshakeError {
@@ -71,9 +75,9 @@ impl HandshakeError {
             HandshakeError::BadRequest(_) | HandshakeError::BadPath(_) => StatusCode::BAD_REQUEST,
             HandshakeError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             HandshakeError::NoRoute => StatusCode::NOT_FOUND,
-            HandshakeError::NoInstance(_) | HandshakeError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            HandshakeError::NoInstance(_)
+            | HandshakeError::ShuttingDown
+            | HandshakeError::TooManySessions(_) => StatusCode::SERVICE_UNAVAILABLE,
             HandshakeError::BadGateway(_) | HandshakeError::UpstreamStatus { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -85,7 +89,11 @@ impl HandshakeError {
     /// `{"status":N,"error":"Reason Phrase","message":"..."}`.
     pub fn to_response(&self) -> Response<Full<Bytes>> {
         let status = self.status();
+        let too_many = matches!(self, HandshakeError::TooManySessions(_));
         json_error(status, &self.to_string(), |h| {
+            if too_many {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             if status == StatusCode::UPGRADE_REQUIRED {
                 h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
                 h.insert(

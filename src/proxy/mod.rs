@@ -74,6 +74,10 @@ pub struct Settings {
     pub admin: crate::config::AdminConfig,
     /// How long a shutdown waits for sessions.
     pub shutdown_grace: Duration,
+    /// `limits.max_sessions`.
+    pub max_sessions: Option<usize>,
+    /// `limits.max_sessions_per_ip`.
+    pub max_sessions_per_ip: Option<usize>,
 }
 
 /// WebSocket settings for both legs: message and frame limits from the config, small buffers
@@ -129,6 +133,23 @@ async fn open_session(
         return Err(HandshakeError::ShuttingDown);
     }
     let settings = shared.settings.load_full();
+    let slot = shared
+        .sessions
+        .reserve(
+            client.peer.ip(),
+            settings.max_sessions,
+            settings.max_sessions_per_ip,
+        )
+        .map_err(|r| {
+            HandshakeError::TooManySessions(match r {
+                crate::sessions::SlotRefused::Total(n) => {
+                    format!("the gateway is at its limit of {n} sessions")
+                }
+                crate::sessions::SlotRefused::PerIp(n) => {
+                    format!("this client address is at its limit of {n} sessions")
+                }
+            })
+        })?;
     let table = shared.routes.load_full();
     let resolved = table.resolve(req.uri().path(), req.uri().query())?;
     let upgrade = handshake::validate_upgrade(&req)?;
@@ -194,6 +215,9 @@ async fn open_session(
         .observe(conn.elapsed.as_secs_f64());
     shared.tracker.spawn(async move {
         let guard = shared2.sessions.insert(key, info);
+        // Declared after the guard so it is released first: once a session has left the
+        // table, its slot is free.
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
