@@ -98,7 +98,6 @@ fn wstest() -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var("WSRELAY_SKIP_AUTOBAHN").is_ok_and(|v| v == "1") {
-        say!("");
         say!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         say!(
             "!! AUTOBAHN SKIPPED: {} not found and WSRELAY_SKIP_AUTOBAHN=1.",

@@ -99,7 +99,7 @@ async fn echo(
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         if cond() {
             return;
         }

@@ -167,7 +167,8 @@ impl Peer {
     }
 
     async fn exited(&mut self) -> bool {
-        for _ in 0..500 {
+        // Up to 30 s: interpreters start and stop slowly on a loaded 2-core machine.
+        for _ in 0..3000 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.success();
             }
@@ -304,7 +305,7 @@ async fn wsrelay_for(eureka: &FakeEureka) -> TestAgent {
 }
 
 async fn wait_routes_gone(agent: &TestAgent, service: &str) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         let gone = !agent
             .agent
             .shared

@@ -44,13 +44,16 @@ async fn missing_or_wrong_key_and_version_are_400_and_426() {
     for (lines, want) in [
         (vec![HOST, UPGRADE, CONNECTION, VERSION], 400),
         (
-            vec![HOST, UPGRADE, CONNECTION, VERSION, "Sec-WebSocket-Key: short"],
+            vec![
+                HOST,
+                UPGRADE,
+                CONNECTION,
+                VERSION,
+                "Sec-WebSocket-Key: short",
+            ],
             400,
         ),
-        (
-            vec![HOST, UPGRADE, CONNECTION, VERSION, KEY, KEY],
-            400,
-        ),
+        (vec![HOST, UPGRADE, CONNECTION, VERSION, KEY, KEY], 400),
         (vec![HOST, UPGRADE, CONNECTION, KEY], 426),
         (
             vec![HOST, UPGRADE, CONNECTION, KEY, "Sec-WebSocket-Version: 8"],
@@ -145,7 +148,9 @@ async fn bad_paths_are_refused_before_any_connect() {
     // Raw bytes that are not ASCII (invalid UTF-8, too) in the request target: refused by the
     // HTTP parser with 400, or the connection is closed without an answer; never relayed.
     let mut raw = b"GET /ws/v1/discoverableclient/\xff\xfe HTTP/1.1\r\n".to_vec();
-    raw.extend_from_slice(format!("{HOST}\r\n{UPGRADE}\r\n{CONNECTION}\r\n{KEY}\r\n{VERSION}\r\n\r\n").as_bytes());
+    raw.extend_from_slice(
+        format!("{HOST}\r\n{UPGRADE}\r\n{CONNECTION}\r\n{KEY}\r\n{VERSION}\r\n\r\n").as_bytes(),
+    );
     let (head, _) = exchange(&agent, &raw).await;
     assert!(head.is_empty() || status(&head) == 400, "{head}");
     assert_eq!(svc.requests.lock().unwrap().len(), 0);
@@ -164,10 +169,7 @@ async fn cr_or_lf_inside_a_header_value_is_refused_and_never_forwarded() {
             request(&[HOST, UPGRADE, CONNECTION, KEY, VERSION, bad]).as_bytes(),
         )
         .await;
-        assert!(
-            head.is_empty() || status(&head) == 400,
-            "{bad:?}: {head}"
-        );
+        assert!(head.is_empty() || status(&head) == 400, "{bad:?}: {head}");
     }
     assert_eq!(svc.requests.lock().unwrap().len(), 0);
 
@@ -175,7 +177,15 @@ async fn cr_or_lf_inside_a_header_value_is_refused_and_never_forwarded() {
     // its own; both arrive as separate, well-formed headers and nothing else is injected.
     let (head, _) = exchange(
         &agent,
-        request(&[HOST, UPGRADE, CONNECTION, KEY, VERSION, "X-One: a\nX-Two: b"]).as_bytes(),
+        request(&[
+            HOST,
+            UPGRADE,
+            CONNECTION,
+            KEY,
+            VERSION,
+            "X-One: a\nX-Two: b",
+        ])
+        .as_bytes(),
     )
     .await;
     if status(&head) == 101 {
@@ -183,7 +193,10 @@ async fn cr_or_lf_inside_a_header_value_is_refused_and_never_forwarded() {
         assert_eq!(seen.header("x-one"), Some("a"));
         assert_eq!(seen.header("x-two"), Some("b"));
         for (k, v) in &seen.headers {
-            assert!(!k.contains(['\r', '\n']) && !v.contains(['\r', '\n']), "{k}: {v:?}");
+            assert!(
+                !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']),
+                "{k}: {v:?}"
+            );
         }
     } else {
         assert_eq!(status(&head), 400, "{head}");

@@ -54,7 +54,7 @@ async fn sessions(agent: &TestAgent) -> Vec<serde_json::Value> {
 }
 
 async fn wait_listed(agent: &TestAgent, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..250 {
+    for _ in 0..750 {
         let s = sessions(agent).await;
         if s.len() == n {
             return s;
@@ -399,7 +399,7 @@ impl Proc {
     }
 
     async fn wait_line(&self, what: &str) -> serde_json::Value {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(what)) {
                 return serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
             }

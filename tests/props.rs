@@ -278,8 +278,48 @@ fn path_strategy() -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 0..14).prop_map(|v| v.concat())
 }
 
+/// Paths built segment by segment, with the dot-segment spellings servers are known to
+/// resolve (plain, percent-encoded in any case, with `;` path parameters).
+fn segment_path_strategy() -> impl Strategy<Value = String> {
+    let dots = prop_oneof![
+        Just(".."),
+        Just("%2e%2e"),
+        Just(".%2E"),
+        Just("%2E."),
+        Just("."),
+        Just("..."),
+    ];
+    let params = prop_oneof![
+        Just(""),
+        Just(";"),
+        Just(";jsessionid=1"),
+        Just("%3b"),
+        Just("%3Bx"),
+        Just("%20"),
+    ];
+    let segment = prop_oneof![
+        (dots, params).prop_map(|(d, p)| format!("{d}{p}")),
+        "[a-z0-9._~-]{1,6}",
+        path_strategy(),
+    ];
+    (
+        prop_oneof![
+            Just("/prometheus/ws/v1"),
+            Just("/ws/v1/prometheus"),
+            Just("")
+        ],
+        proptest::collection::vec(segment, 0..8),
+    )
+        .prop_map(|(prefix, segs)| format!("{prefix}/{}", segs.join("/")))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn route_lookup_never_climbs_with_dot_segments(path in segment_path_strategy()) {
+        check_resolve(&path);
+    }
 
     #[test]
     fn route_lookup_never_panics_and_never_climbs(path in path_strategy()) {

@@ -59,13 +59,13 @@ async fn served(addr: std::net::SocketAddr, cfg: Arc<rustls::ClientConfig>) -> V
 }
 
 async fn wait_served(addr: std::net::SocketAddr, cfg: Arc<rustls::ClientConfig>, want: &[u8]) {
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if served(addr, cfg.clone()).await == want {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("the new certificate was not served within 3 s");
+    panic!("the new certificate was not served within 10 s");
 }
 
 struct Running {
@@ -233,7 +233,7 @@ async fn broken_or_mismatched_pairs_are_refused_and_the_old_certificate_keeps_se
 
     // A mismatched pair (new certificate, old key: also what a half-written rotation looks like).
     std::fs::write(dir.path().join("tls.crt"), &other.cert).unwrap();
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if failures() >= 1 {
             break;
         }
@@ -251,7 +251,7 @@ async fn broken_or_mismatched_pairs_are_refused_and_the_old_certificate_keeps_se
         "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if failures() >= 2 {
             break;
         }
@@ -288,7 +288,7 @@ async fn registry_file_changes_are_followed_and_malformed_versions_ignored() {
     .unwrap();
     std::fs::rename(&tmp, &reg).unwrap();
     let mut landed_on_b = false;
-    for _ in 0..300 {
+    for _ in 0..1000 {
         let mut ws = open_session(addr, cfg.clone()).await;
         echo(&mut ws, "which").await;
         ws.close(None).await.unwrap();
@@ -439,7 +439,7 @@ async fn client_certificates_are_verified_and_the_ca_bundle_reloads() {
     // Rotate the CA bundle: the second client is accepted, the first refused.
     std::fs::write(&ca_path, &ca2).unwrap();
     let mut switched = false;
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if try_session(addr, &server, Some((&c2, &k2))).await.is_ok() {
             switched = true;
             break;
@@ -451,7 +451,7 @@ async fn client_certificates_are_verified_and_the_ca_bundle_reloads() {
 
     // A broken bundle is refused; the last good one stays.
     std::fs::write(&ca_path, "garbage").unwrap();
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if agent.shared.metrics.tls.reload_failures.get() >= 1 {
             break;
         }

@@ -31,5 +31,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(request.headers()["sec-websocket-version"], "13");
         let _: http::Response<()> = wsrelay::proxy::handshake::switching_protocols(&u.key, None);
     }
-    let _ = wsrelay::routing::RouteTable::default().resolve(request.uri().path(), request.uri().query());
+    let _ = wsrelay::routing::RouteTable::default()
+        .resolve(request.uri().path(), request.uri().query());
 });

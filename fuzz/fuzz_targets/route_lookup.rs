@@ -47,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(path) = std::str::from_utf8(data) else {
         return;
     };
-    for p in [path.to_owned(), format!("/svc/ws/v1/{path}"), format!("/ws/v1/svc/{path}")] {
+    for p in [
+        path.to_owned(),
+        format!("/svc/ws/v1/{path}"),
+        format!("/ws/v1/svc/{path}"),
+    ] {
         if let Ok(r) = table().resolve(&p, None) {
             let route = r.route().expect("route index");
             assert!(r.upstream_path.starts_with(&route.service_url));

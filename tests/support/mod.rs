@@ -411,9 +411,9 @@ impl TestAgent {
         .await
     }
 
-    /// Waits (up to 5 s) until the live session count is `n`.
+    /// Waits (up to 15 s) until the live session count is `n`.
     pub async fn wait_sessions(&self, n: usize) {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             if self.agent.live_sessions() == n {
                 return;
             }
