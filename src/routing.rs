@@ -476,7 +476,7 @@ fn check_path(path: &str) -> Result<(), LookupError> {
         .map_err(|_| LookupError::BadPath("not UTF-8 after percent-decoding"))?;
     // `/` cannot be encoded (refused above), so decoded segments are the raw segments.
     for seg in text.split('/') {
-        let name = seg;
+        let name = seg.split(';').next().unwrap_or(seg);
         if name == ".." {
             return Err(LookupError::BadPath("'..' segment"));
         }

@@ -5,8 +5,10 @@
 //! Inputs are random bytes and strings, and mutations (byte flips, cuts, insertions) of the
 //! real Eureka fixtures and the example config. Properties: never panic, and what is accepted
 //! keeps its invariants (a resolved upstream path never climbs out of the service URL; an
-//! accepted upgrade has a valid key and version). Files in `tests/corpus/<target>/` (crash
-//! and edge inputs found so far) are replayed first by every run.
+//! accepted upgrade has a valid key and version). Files in `tests/corpus/<target>/` (edge
+//! inputs, and `regression-*` inputs that once got through and must now be refused) are
+//! replayed by every run, as are proptest's own seeds in `tests/props.proptest-regressions`
+//! (the `..%3b` path parameter bypass was found this way).
 
 use std::path::Path;
 
@@ -33,15 +35,21 @@ fn fixtures() -> Vec<Vec<u8>> {
     out
 }
 
-/// The committed corpus files of one target (`tests/corpus/<name>/*`).
-fn corpus(name: &str) -> Vec<Vec<u8>> {
+/// The committed corpus files of one target (`tests/corpus/<name>/*`): (file name, bytes).
+fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
         .join(name);
-    let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .map(|rd| {
-            rd.map(|e| std::fs::read(e.unwrap().path()).unwrap())
-                .collect()
+            rd.map(|e| {
+                let p = e.unwrap().path();
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
         })
         .unwrap_or_default();
     out.sort();
@@ -125,15 +133,30 @@ fn decode_all(bytes: &[u8]) {
 
 #[test]
 fn corpus_replays() {
-    for input in corpus("registry") {
+    for (_, input) in corpus("registry") {
         decode_all(&input);
     }
-    for input in corpus("path") {
-        check_resolve(&String::from_utf8_lossy(&input));
+    let paths = corpus("path");
+    assert!(paths.len() >= 3, "tests/corpus/path is missing");
+    for (name, input) in paths {
+        let path = String::from_utf8_lossy(&input);
+        check_resolve(&path);
+        // Regression inputs are paths that once resolved and must be refused.
+        if name.starts_with("regression-") {
+            assert!(
+                matches!(table_resolve(&path), Err(LookupError::BadPath(_))),
+                "{name}: {path}"
+            );
+        }
     }
-    for input in corpus("config") {
+    for (_, input) in corpus("config") {
         let _ = wsrelay::config::Config::from_toml(&String::from_utf8_lossy(&input), None);
     }
+}
+
+fn table_resolve(path: &str) -> Result<(), LookupError> {
+    thread_local!(static TABLE: RouteTable = table());
+    TABLE.with(|t| t.resolve(path, None).map(drop))
 }
 
 #[test]
@@ -203,7 +226,10 @@ fn table() -> RouteTable {
         }
     }
     let t = RouteTable::build(&s);
-    assert!(!t.is_empty());
+    // The properties below are only worth something if these resolve.
+    assert!(t.resolve("/config-service/ws/v1/x", None).is_ok());
+    assert!(t.resolve("/ws/v1/meta-service/x", None).is_ok());
+    assert!(t.resolve("/Config-Service/ws/v1/deep/x", None).is_ok());
     t
 }
 
@@ -268,9 +294,9 @@ fn path_strategy() -> impl Strategy<Value = String> {
         Just("ws".to_owned()),
         Just("v1".to_owned()),
         Just("deep".to_owned()),
-        Just("PROMETHEUS".to_owned()),
-        Just("prometheus".to_owned()),
-        Just("promEtheus".to_owned()),
+        Just("CONFIG-SERVICE".to_owned()),
+        Just("config-service".to_owned()),
+        Just("Config-Service".to_owned()),
         "[a-zA-Z0-9._~-]{0,6}",
         "[\\x00-\\x7f]{0,3}",
         any::<char>().prop_map(String::from),
@@ -304,8 +330,8 @@ fn segment_path_strategy() -> impl Strategy<Value = String> {
     ];
     (
         prop_oneof![
-            Just("/prometheus/ws/v1"),
-            Just("/ws/v1/prometheus"),
+            Just("/config-service/ws/v1"),
+            Just("/ws/v1/meta-service"),
             Just("")
         ],
         proptest::collection::vec(segment, 0..8),
@@ -324,8 +350,8 @@ proptest! {
     #[test]
     fn route_lookup_never_panics_and_never_climbs(path in path_strategy()) {
         check_resolve(&path);
-        check_resolve(&format!("/prometheus/ws/v1/{path}"));
-        check_resolve(&format!("/ws/v1/prometheus/{path}"));
+        check_resolve(&format!("/config-service/ws/v1/{path}"));
+        check_resolve(&format!("/ws/v1/meta-service/{path}"));
     }
 }
 
