@@ -203,6 +203,7 @@ pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Respons
                 },
                 "startedAt": rfc3339(shared.started_at),
                 "configPath": shared.config_path,
+                "upstream": {"insecureSkipVerify": shared.settings.load().insecure_skip_verify},
             }),
         ),
         _ => json_error(

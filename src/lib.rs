@@ -138,7 +138,7 @@ impl Agent {
         }
         self.shared
             .settings
-            .store(Arc::new(settings(&new, client_tls)));
+            .store(Arc::new(settings(&new, upstream_tls(&new)?)));
         st.config = new;
         Ok(restart)
     }
@@ -149,6 +149,22 @@ impl Drop for Agent {
         self.shared.shutdown.cancel();
         self.shared.closed.cancel();
     }
+}
+
+/// The TLS client for `wss` services: system roots plus `upstream.ca_file`, or no
+/// verification at all with `upstream.insecure_skip_verify` (logged as a warning).
+///
+/// # Errors
+/// When `upstream.ca_file` cannot be loaded.
+fn upstream_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
+    if config.upstream.insecure_skip_verify {
+        tracing::warn!("upstream.insecure_skip_verify = true: wss service certificates are NOT verified (labs only)");
+    }
+    tls::upstream_client_config(
+        config.upstream.ca_file.as_deref(),
+        config.upstream.insecure_skip_verify,
+    )
+    .context("upstream.ca_file")
 }
 
 /// The reloadable settings for `config`, with `client_tls` for `wss` services.
@@ -171,6 +187,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
         shutdown_grace: config.shutdown_grace,
         max_sessions: config.limits.max_sessions,
         max_sessions_per_ip: config.limits.max_sessions_per_ip,
+        insecure_skip_verify: config.upstream.insecure_skip_verify,
     }
 }
 
@@ -189,6 +206,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         routes: Arc::clone(&routes),
         status: Arc::clone(&status),
         metrics: metrics.registry.clone(),
+        insecure_upstream: config.upstream.insecure_skip_verify,
     };
     let tracker = TaskTracker::new();
 
@@ -265,7 +283,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         registry: status,
         metrics,
         sessions: Arc::new(SessionTable::new()),
-        settings: ArcSwap::from_pointee(settings(&config, client_tls)),
+        settings: ArcSwap::from_pointee(settings(&config, upstream_tls(&config)?)),
         shutdown,
         closed: CancellationToken::new(),
         tracker: tracker.clone(),

@@ -20,8 +20,17 @@ fn status(i: usize) -> &'static str {
     }
 }
 
-/// XStream XML layout, as a Spring Cloud Eureka server serves `GET /eureka/apps`.
+/// XStream XML layout, as a Spring Cloud Eureka server serves `GET /eureka/apps`: compact,
+/// without indentation (as in the captured Zowe wire-contract payload).
 pub fn registry_xml(apps: usize, per_app: usize) -> String {
+    registry_xml_pretty(apps, per_app)
+        .lines()
+        .map(str::trim)
+        .collect()
+}
+
+/// The same registry, indented two spaces per level (as `examples/registry.xml`).
+pub fn registry_xml_pretty(apps: usize, per_app: usize) -> String {
     let mut out = String::with_capacity(apps * per_app * 2400);
     let _ = write!(
         out,

@@ -78,6 +78,8 @@ pub struct Settings {
     pub max_sessions: Option<usize>,
     /// `limits.max_sessions_per_ip`.
     pub max_sessions_per_ip: Option<usize>,
+    /// `upstream.insecure_skip_verify` (shown in `/application/info`).
+    pub insecure_skip_verify: bool,
 }
 
 /// WebSocket settings for both legs: message and frame limits from the config, small buffers

@@ -152,6 +152,9 @@ pub struct Publisher {
     pub status: Arc<RegistryStatus>,
     /// Registry metrics (last success, fetch outcomes, instances by status).
     pub metrics: crate::metrics::RegistryMetrics,
+    /// `upstream.insecure_skip_verify`: each new table with `wss` instances is logged as a
+    /// warning.
+    pub insecure_upstream: bool,
 }
 
 impl Publisher {
@@ -196,6 +199,17 @@ impl Publisher {
             return false;
         }
         let services = table.len();
+        if self.insecure_upstream {
+            let wss = table
+                .services()
+                .iter()
+                .flat_map(|s| s.instances.iter())
+                .filter(|e| e.scheme == crate::routing::Scheme::Wss)
+                .count();
+            if wss > 0 {
+                tracing::warn!(wss_instances = wss, "routing to wss instances whose certificates are NOT verified (upstream.insecure_skip_verify)");
+            }
+        }
         let up: usize = table.services().iter().map(|s| s.up_count()).sum();
         self.routes.store(Arc::new(table));
         tracing::info!(
