@@ -45,6 +45,7 @@ fn publisher() -> Publisher {
         routes: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
         status: Arc::new(RegistryStatus::default()),
         metrics: RegistryMetrics::default(),
+        insecure_upstream: false,
     }
 }
 
