@@ -289,6 +289,12 @@ pub struct RawLimits {
     /// `limits.close_timeout`, default 5s.
     #[serde(default, with = "humantime_serde")]
     pub close_timeout: Option<Duration>,
+    /// `limits.idle_timeout`, default 1h.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// `limits.write_timeout`, default 60s.
+    #[serde(default, with = "humantime_serde")]
+    pub write_timeout: Option<Duration>,
     /// `limits.max_sessions`: concurrent sessions, default unlimited.
     pub max_sessions: Option<usize>,
     /// `limits.max_sessions_per_ip`: concurrent sessions per client IP, default unlimited.
@@ -502,6 +508,11 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time allowed for a close handshake to finish once started (default 5 s).
     pub close_timeout: Duration,
+    /// A session without data in either direction for this long is closed with 1000
+    /// "idle timeout" (default 1 h, as the reference gateway).
+    pub idle_timeout: Duration,
+    /// Longest write to a peer; a peer that does not read is dropped after it (default 60 s).
+    pub write_timeout: Duration,
     /// Concurrent sessions (including upgrades in progress); above it upgrades get 503 with
     /// `Retry-After` (default unlimited).
     pub max_sessions: Option<usize>,
@@ -985,6 +996,16 @@ impl RawConfig {
                 "limits.close_timeout",
                 l.close_timeout,
                 Duration::from_secs(5),
+            )?,
+            idle_timeout: positive(
+                "limits.idle_timeout",
+                l.idle_timeout,
+                Duration::from_secs(3600),
+            )?,
+            write_timeout: positive(
+                "limits.write_timeout",
+                l.write_timeout,
+                Duration::from_secs(60),
             )?,
             max_sessions: match l.max_sessions {
                 Some(0) => {

@@ -181,6 +181,8 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
         client_ws: ws,
         relay: RelayConfig {
             close_timeout: config.limits.close_timeout,
+            idle_timeout: config.limits.idle_timeout,
+            write_timeout: config.limits.write_timeout,
         },
         handshake_timeout: config.limits.handshake_timeout,
         admin: config.admin.clone(),

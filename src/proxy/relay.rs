@@ -72,6 +72,57 @@ pub struct Outcome {
 pub struct RelayConfig {
     /// Time to wait for the other side's close answer, and to flush closes (per leg).
     pub close_timeout: Duration,
+    /// A session with no data message in either direction for this long is closed with 1000
+    /// "idle timeout" on both legs (`limits.idle_timeout`, default 1 h as the reference
+    /// gateway). Pings and pongs do not count as data.
+    pub idle_timeout: Duration,
+    /// Longest time one write (or flush) to a leg may take; a peer that does not read is
+    /// dropped after it and the other leg is closed with 1011 (`limits.write_timeout`, default
+    /// 60 s as the reference gateway's `asyncWriteTimeout`).
+    pub write_timeout: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            close_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Time of the last data message, in milliseconds since the relay started (shared by both
+/// directions of one session).
+struct Activity {
+    start: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no data has passed for `idle`.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 /// How one direction stopped.
@@ -84,6 +135,8 @@ enum End {
     Violation(CloseCode, String),
     /// Writing to the destination failed: the destination is gone.
     DestGone(String),
+    /// A write to the destination did not finish within the write timeout: it is not reading.
+    DestStuck,
 }
 
 fn classify_read_error(e: WsError) -> End {
@@ -111,6 +164,8 @@ async fn pump<R, T>(
     tx: &mut T,
     messages: &std::sync::atomic::AtomicU64,
     bytes: &std::sync::atomic::AtomicU64,
+    activity: &Activity,
+    write_timeout: Duration,
 ) -> End
 where
     R: Stream<Item = Result<Message, WsError>> + Unpin,
@@ -123,8 +178,10 @@ where
             Some(item) => item,
             None => {
                 if unflushed {
-                    if let Err(e) = tx.flush().await {
-                        return End::DestGone(e.to_string());
+                    match tokio::time::timeout(write_timeout, tx.flush()).await {
+                        Err(_) => return End::DestStuck,
+                        Ok(Err(e)) => return End::DestGone(e.to_string()),
+                        Ok(Ok(())) => {}
                     }
                     unflushed = false;
                 }
@@ -140,18 +197,21 @@ where
             Message::Text(_) | Message::Binary(_) => {
                 messages.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
+                activity.touch();
             }
             Message::Ping(_) => {}
             Message::Pong(_) | Message::Frame(_) => continue,
             Message::Close(frame) => {
                 if unflushed {
-                    let _ = tx.flush().await;
+                    let _ = tokio::time::timeout(write_timeout, tx.flush()).await;
                 }
                 return End::Close(frame);
             }
         }
-        if let Err(e) = tx.feed(msg).await {
-            return End::DestGone(e.to_string());
+        match tokio::time::timeout(write_timeout, tx.feed(msg)).await {
+            Err(_) => return End::DestStuck,
+            Ok(Err(e)) => return End::DestGone(e.to_string()),
+            Ok(Ok(())) => {}
         }
         unflushed = true;
     }
@@ -204,37 +264,47 @@ where
     let (mut s_tx, mut s_rx) = service.split();
     let limit = cfg.close_timeout;
 
+    let activity = Activity::new();
     let first = {
         let up = pump(
             &mut c_rx,
             &mut s_tx,
             &counters.messages_in,
             &counters.bytes_in,
+            &activity,
+            cfg.write_timeout,
         );
         let down = pump(
             &mut s_rx,
             &mut c_tx,
             &counters.messages_out,
             &counters.bytes_out,
+            &activity,
+            cfg.write_timeout,
         );
         tokio::select! {
-            e = up => Some((Side::Client, e)),
-            e = down => Some((Side::Service, e)),
-            () = shutdown.cancelled() => None,
+            e = up => Ok((Side::Client, e)),
+            e = down => Ok((Side::Service, e)),
+            () = shutdown.cancelled() => Err((CloseCode::Away, "gateway shutting down")),
+            () = activity.idle(cfg.idle_timeout) => Err((CloseCode::Normal, "idle timeout")),
         }
     };
 
-    let Some((side, end)) = first else {
-        let f = close_frame(CloseCode::Away, "gateway shutting down");
-        tokio::join!(
-            close_leg(c_tx, c_rx, Some(f.clone()), limit),
-            close_leg(s_tx, s_rx, Some(f), limit)
-        );
-        return Outcome {
-            closed_by: None,
-            code: Some(1001),
-            reason: "gateway shutting down".into(),
-        };
+    let (side, end) = match first {
+        Ok(e) => e,
+        Err((code, reason)) => {
+            // The relay itself ends the session: both legs get the same close frame.
+            let f = close_frame(code, reason);
+            tokio::join!(
+                close_leg(c_tx, c_rx, Some(f.clone()), limit),
+                close_leg(s_tx, s_rx, Some(f), limit)
+            );
+            return Outcome {
+                closed_by: None,
+                code: Some(u16::from(code)),
+                reason: reason.into(),
+            };
+        }
     };
 
     match side {
@@ -333,6 +403,24 @@ where
                 reason: cause,
             }
         }
+        End::DestStuck => {
+            // The destination does not read: a close frame would not reach it either. Drop
+            // it and close the source with 1011.
+            drop((dst_tx, dst_rx));
+            let reason = format!("{} is not reading", other.as_str());
+            close_leg(
+                src_tx,
+                src_rx,
+                Some(close_frame(CloseCode::Error, &reason)),
+                limit,
+            )
+            .await;
+            Outcome {
+                closed_by: Some(other),
+                code: Some(1011),
+                reason,
+            }
+        }
         End::DestGone(cause) => {
             // The destination leg broke while we wrote to it: end the source leg.
             drop((dst_tx, dst_rx));
@@ -385,9 +473,7 @@ mod tests {
     }
 
     fn cfg() -> RelayConfig {
-        RelayConfig {
-            close_timeout: Duration::from_secs(5),
-        }
+        RelayConfig::default()
     }
 
     async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
@@ -559,5 +645,82 @@ mod tests {
         let o = relay.await.unwrap();
         assert_eq!((o.closed_by, o.code), (Some(Side::Client), None));
         drop(service);
+    }
+
+    fn short_cfg() -> RelayConfig {
+        RelayConfig {
+            close_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_are_closed_with_1000_and_data_resets_the_timer() {
+        let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
+        let token = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let relay = tokio::spawn(async move {
+            relay(c_leg, s_leg, &Counters::default(), &short_cfg(), &token).await
+        });
+        // Data after 400 s restarts the 600 s idle timer.
+        tokio::time::sleep(Duration::from_secs(400)).await;
+        client.send(Message::text("still here")).await.unwrap();
+        assert_eq!(
+            service.next().await.unwrap().unwrap(),
+            Message::text("still here")
+        );
+        let (a, b) = tokio::join!(next_close(&mut client), next_close(&mut service));
+        for f in [a, b] {
+            let f = f.unwrap();
+            assert_eq!(
+                (u16::from(f.code), f.reason.as_str()),
+                (1000, "idle timeout")
+            );
+        }
+        // Closed 600 s after the last message, not 600 s after the start.
+        assert!(started.elapsed() >= Duration::from_secs(1000));
+        let o = relay.await.unwrap();
+        assert_eq!((o.closed_by, o.code), (None, Some(1000)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_cannot_grow_buffers_and_is_dropped_after_the_write_timeout(
+    ) {
+        let (client, c_leg, s_leg, mut service) = legs(1 << 20).await;
+        let token = CancellationToken::new();
+        let relay = tokio::spawn(async move {
+            relay(c_leg, s_leg, &Counters::default(), &short_cfg(), &token).await
+        });
+        // The service writes as fast as it can; the client never reads.
+        let chunk = vec![0u8; 16 * 1024];
+        let mut written = 0usize;
+        loop {
+            match tokio::time::timeout(
+                Duration::from_secs(1),
+                service.send(Message::binary(chunk.clone())),
+            )
+            .await
+            {
+                Ok(Ok(())) => written += chunk.len(),
+                _ => break,
+            }
+            assert!(
+                written < 8 << 20,
+                "the relay kept accepting data from the service"
+            );
+        }
+        // Both pipes hold 64 KiB each; tungstenite buffers at most a message more per side.
+        assert!(
+            written <= 4 * 64 * 1024 + 2 * chunk.len(),
+            "{written} bytes accepted"
+        );
+        // After the write timeout the client is dropped and the service gets 1011.
+        let f = next_close(&mut service).await.unwrap();
+        assert_eq!(u16::from(f.code), 1011);
+        assert_eq!(f.reason.as_str(), "client is not reading");
+        let o = relay.await.unwrap();
+        assert_eq!((o.closed_by, o.code), (Some(Side::Client), Some(1011)));
+        drop(client);
     }
 }
