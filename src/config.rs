@@ -273,6 +273,10 @@ pub struct RawUpstream {
     pub max_attempts: Option<u32>,
     /// `upstream.insecure_skip_verify`, default false: accept any `wss` service certificate.
     pub insecure_skip_verify: Option<bool>,
+    /// `upstream.client_cert`: PEM client certificate presented to `wss` services.
+    pub client_cert: Option<PathBuf>,
+    /// `upstream.client_key`: its private key.
+    pub client_key: Option<PathBuf>,
 }
 
 /// `[limits]` as written in the file.
@@ -495,6 +499,9 @@ pub struct UpstreamConfig {
     /// session is still encrypted but the service is not authenticated; see
     /// [`crate::tls::upstream_client_config`].
     pub insecure_skip_verify: bool,
+    /// Client certificate and key (PEM) presented to `wss` services (API ML services commonly
+    /// require the gateway's client certificate); watched and reloaded like the CA bundle.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Limits on messages and handshakes.
@@ -973,6 +980,22 @@ impl RawConfig {
             ca_file: u.ca_file,
             max_attempts,
             insecure_skip_verify: u.insecure_skip_verify.unwrap_or(false),
+            client_cert: match (u.client_cert, u.client_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "upstream.client_key",
+                        "required when upstream.client_cert is set",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "upstream.client_cert",
+                        "required when upstream.client_key is set",
+                    ))
+                }
+            },
         };
 
         let l = self.limits;

@@ -53,6 +53,8 @@ pub struct Agent {
 /// What a config reload needs besides the shared state.
 struct ReloadState {
     config: Config,
+    /// The config the upstream TLS watcher rebuilds from.
+    current: Arc<ArcSwap<Config>>,
     registry_token: CancellationToken,
     publisher: Publisher,
 }
@@ -139,6 +141,7 @@ impl Agent {
         self.shared
             .settings
             .store(Arc::new(settings(&new, upstream_tls(&new)?)));
+        st.current.store(Arc::new(new.clone()));
         st.config = new;
         Ok(restart)
     }
@@ -160,11 +163,82 @@ fn upstream_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     if config.upstream.insecure_skip_verify {
         tracing::warn!("upstream.insecure_skip_verify = true: wss service certificates are NOT verified (labs only)");
     }
-    tls::upstream_client_config(
+    let cfg = tls::upstream_client_config(
         config.upstream.ca_file.as_deref(),
         config.upstream.insecure_skip_verify,
     )
-    .context("upstream.ca_file")
+    .context("upstream.ca_file")?;
+    match &config.upstream.client_cert {
+        Some((cert, key)) => tls::with_client_cert(cfg, cert, key)
+            .context("upstream.client_cert / upstream.client_key"),
+        None => Ok(cfg),
+    }
+}
+
+/// Watches the upstream TLS material (`upstream.ca_file`, `client_cert`, `client_key`) and
+/// swaps in a new TLS client for new `wss` connections when it changes and loads; a bad file
+/// keeps the previous client, is logged, and counts in `wsrelay_tls_reload_failures_total`.
+/// The paths watched are those of the config at start; a reload (SIGHUP) with new paths loads
+/// them at once.
+fn spawn_upstream_tls_watch(
+    config: &Config,
+    current: Arc<ArcSwap<Config>>,
+    shared: Arc<Shared>,
+    recheck: Duration,
+    token: CancellationToken,
+) {
+    let mut files: Vec<std::path::PathBuf> = config.upstream.ca_file.iter().cloned().collect();
+    if let Some((c, k)) = &config.upstream.client_cert {
+        files.push(c.clone());
+        files.push(k.clone());
+    }
+    if files.is_empty() {
+        return;
+    }
+    let fingerprint = |files: &[std::path::PathBuf]| {
+        watch::fingerprint(&files.iter().map(|p| p.as_path()).collect::<Vec<_>>())
+    };
+    let last = Arc::new(std::sync::Mutex::new(fingerprint(&files)));
+    let tracker = shared.tracker.clone();
+    let watched = files.clone();
+    watch::spawn(
+        "upstream TLS material",
+        watched,
+        recheck,
+        &tracker,
+        token,
+        move || {
+            let (current, shared, last, files) = (
+                Arc::clone(&current),
+                Arc::clone(&shared),
+                Arc::clone(&last),
+                files.clone(),
+            );
+            async move {
+                let fp = fingerprint(&files);
+                {
+                    let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+                    if *l == fp {
+                        return;
+                    }
+                    *l = fp;
+                }
+                let config = current.load_full();
+                match upstream_tls(&config) {
+                    Ok(tls) => {
+                        let mut next = proxy::Settings::clone(&shared.settings.load());
+                        next.upstream.tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
+                        shared.settings.store(Arc::new(next));
+                        tracing::info!("upstream TLS material reloaded");
+                    }
+                    Err(e) => {
+                        shared.metrics.tls.reload_failures.inc();
+                        tracing::warn!(error = %format!("{e:#}"), "upstream TLS reload refused; the previous material stays in use");
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// The reloadable settings for `config`, with `client_tls` for `wss` services.
@@ -293,6 +367,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         config_path: config.source.as_ref().map(|p| p.display().to_string()),
         cert: cert_store,
     });
+    let current_config = Arc::new(ArcSwap::from_pointee(config.clone()));
+    spawn_upstream_tls_watch(
+        &config,
+        Arc::clone(&current_config),
+        Arc::clone(&shared),
+        config
+            .tls
+            .as_ref()
+            .map_or(Duration::from_secs(60), |t| t.reload_interval),
+        shared.shutdown.clone(),
+    );
     tracker.spawn(proxy::listener::serve(
         listener,
         server_tls,
@@ -310,6 +395,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shared,
         reload: tokio::sync::Mutex::new(ReloadState {
             config,
+            current: current_config,
             registry_token,
             publisher,
         }),

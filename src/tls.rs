@@ -311,6 +311,39 @@ pub fn upstream_client_config(
     Ok(cfg)
 }
 
+/// Presents one client certificate for mutual TLS (to `wss` services or to Eureka).
+#[derive(Debug)]
+pub struct StaticClientCert(pub Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for StaticClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Adds the client certificate `cert` + `key` (PEM, key matching the certificate) to a client
+/// configuration.
+///
+/// # Errors
+/// As [`load_certified_key`].
+pub fn with_client_cert(
+    mut cfg: rustls::ClientConfig,
+    cert: &Path,
+    key: &Path,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let ck = load_certified_key(cert, key)?;
+    cfg.client_auth_cert_resolver = Arc::new(StaticClientCert(Arc::new(ck)));
+    Ok(cfg)
+}
+
 /// `upstream.insecure_skip_verify`: accepts any server certificate and name, but still checks
 /// the handshake signatures with the provider's algorithms (as rustls' own examples do).
 #[derive(Debug)]

@@ -549,3 +549,81 @@ async fn config_reload_applies_a_valid_file_and_rejects_an_invalid_one() {
     assert_eq!(restart, vec!["listen.address"]);
     token.cancel();
 }
+
+#[tokio::test]
+async fn upstream_client_certificate_is_presented_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    // The service (wss) requires a client certificate issued by CA 2.
+    let svc_cert = TestCert::new();
+    let (_ca1, c1, k1) = ca_and_client();
+    let (ca2, c2, k2) = ca_and_client();
+    std::fs::write(dir.path().join("ca2.pem"), &ca2).unwrap();
+    let store = Arc::new(wsrelay::tls::CertStore::new(
+        wsrelay::tls::load_certified_key(&svc_cert.cert_path(), &svc_cert.key_path()).unwrap(),
+    ));
+    let svc_tls = wsrelay::tls::server_config_with_client_auth(
+        store,
+        &wsrelay::config::ClientAuth::Required(dir.path().join("ca2.pem")),
+    )
+    .unwrap();
+    let svc = TestService::start(ServiceOptions {
+        tls: Some(Arc::new(svc_tls)),
+        ..Default::default()
+    })
+    .await;
+    let mut inst = Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port());
+    inst.secure = true;
+    let reg = dir.path().join("registry.xml");
+    std::fs::write(&reg, registry_xml(&[inst])).unwrap();
+    // wsrelay starts with the certificate of CA 1: the service refuses it.
+    let (client_cert, client_key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&client_cert, &c1).unwrap();
+    std::fs::write(&client_key, &k1).unwrap();
+    let listener = TestCert::new();
+    let toml = format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\n[upstream]\nca_file = {:?}\nclient_cert = {:?}\nclient_key = {:?}\n",
+        listener.cert_path().display().to_string(),
+        listener.key_path().display().to_string(),
+        reg.display().to_string(),
+        svc_cert.cert_path().display().to_string(),
+        client_cert.display().to_string(),
+        client_key.display().to_string(),
+    );
+    let token = CancellationToken::new();
+    let agent = wsrelay::start(
+        wsrelay::config::Config::from_toml(&toml, None).unwrap(),
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let url = format!(
+        "wss://localhost:{}/ws/v1/discoverableclient/x",
+        agent.local_addr.port()
+    );
+    let connect = || {
+        tokio_tungstenite::connect_async_tls_with_config(
+            url.clone(),
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(
+                listener.client_config(),
+            )),
+        )
+    };
+    let (status, _) = refused(connect().await.unwrap_err());
+    assert_eq!(status, 502);
+    // Rotate the client certificate to the one of CA 2 (key first, then certificate).
+    std::fs::write(&client_key, &k2).unwrap();
+    std::fs::write(&client_cert, &c2).unwrap();
+    let mut ok = None;
+    for _ in 0..1000 {
+        if let Ok((ws, _)) = connect().await {
+            ok = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut ws = ok.expect("the rotated upstream client certificate was never used");
+    echo(&mut ws, "mutual TLS to the service").await;
+    token.cancel();
+}

@@ -59,6 +59,7 @@ pub struct Shared {
 }
 
 /// The settings a config reload can change for new sessions and connections.
+#[derive(Clone)]
 pub struct Settings {
     /// How to reach services (timeouts, TLS client, WebSocket limits).
     pub upstream: UpstreamSettings,

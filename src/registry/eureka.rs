@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -296,24 +296,6 @@ pub(crate) struct Transport {
     max_payload: usize,
 }
 
-/// Presents one client certificate for mutual TLS.
-#[derive(Debug)]
-struct ClientCert(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for ClientCert {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// The TLS client configuration for Eureka: `base` (system roots plus `upstream.ca_file`), or
 /// the system roots plus `registry.ca_file` when set; with the client certificate of
 /// `registry.client_cert`/`client_key` when set.
@@ -326,9 +308,8 @@ fn eureka_tls(
         None => base,
     };
     if let (Some(cert), Some(key)) = (&opts.client_cert, &opts.client_key) {
-        let ck = crate::tls::load_certified_key(cert, key)
+        tls = crate::tls::with_client_cert(tls, cert, key)
             .context("registry.client_cert / registry.client_key")?;
-        tls.client_auth_cert_resolver = Arc::new(ClientCert(Arc::new(ck)));
     }
     Ok(tls)
 }
