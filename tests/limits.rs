@@ -72,3 +72,66 @@ async fn max_sessions_and_max_sessions_per_ip_answer_503_with_retry_after() {
     agent.wait_sessions(2).await;
     let _a3 = connect_from(&agent, "127.0.0.1").await.unwrap();
 }
+
+/// Reads until the peer closes; returns the bytes read (a closed connection, not a timeout).
+async fn read_until_closed(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(120), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the agent kept a stalled connection open"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn slowloris_and_silent_tls_clients_are_dropped_after_the_handshake_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[]),
+        "[limits]\nhandshake_timeout = \"10s\"\n",
+    )
+    .await;
+    // A TCP client that never starts TLS.
+    let mut silent = tokio::net::TcpStream::connect(agent.agent.local_addr)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    assert!(read_until_closed(&mut silent).await.is_empty());
+    assert!(started.elapsed() >= std::time::Duration::from_secs(10));
+
+    // A TLS client that sends its request head one byte at a time, too slowly.
+    let tcp = tokio::net::TcpStream::connect(agent.agent.local_addr)
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(agent.cert.client_config())
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let head = b"GET /ws/v1/discoverableclient/x HTTP/1.1\r\nHost: localhost\r\n";
+    let mut sent = 0;
+    for b in head {
+        if tls.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            break;
+        }
+    }
+    let _ = read_until_closed(&mut tls).await;
+    assert!(sent < head.len(), "the whole slow head was accepted");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(10) && took < std::time::Duration::from_secs(30),
+        "{took:?}"
+    );
+}
