@@ -84,6 +84,21 @@ pub struct RawConfig {
     /// `[shutdown]`
     #[serde(default)]
     pub shutdown: RawShutdown,
+    /// `[keepalive]`
+    #[serde(default)]
+    pub keepalive: RawKeepalive,
+}
+
+/// `[keepalive]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeepalive {
+    /// `keepalive.interval`: ping each leg this often; absent = off.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// `keepalive.timeout`: extra time to answer, default = interval.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[admin]` as written in the file.
@@ -338,6 +353,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Time a shutdown waits for sessions to close (default 30 s).
     pub shutdown_grace: Duration,
+    /// Server-side keepalive pings: (interval, timeout); `None` = off (the default).
+    pub keepalive: Option<(Duration, Duration)>,
 }
 
 /// The listener's certificate chain and key files (PEM).
@@ -1093,6 +1110,19 @@ impl RawConfig {
             self.shutdown.grace,
             Duration::from_secs(30),
         )?;
+        let keepalive = match (self.keepalive.interval, self.keepalive.timeout) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "keepalive.interval",
+                    "required when keepalive.timeout is set",
+                ))
+            }
+            (Some(i), t) => {
+                let i = positive("keepalive.interval", Some(i), i)?;
+                Some((i, positive("keepalive.timeout", t, i)?))
+            }
+        };
 
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
@@ -1124,6 +1154,7 @@ impl RawConfig {
             log: LogConfig { level, format },
             admin,
             shutdown_grace,
+            keepalive,
         })
     }
 }

@@ -257,6 +257,9 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
             close_timeout: config.limits.close_timeout,
             idle_timeout: config.limits.idle_timeout,
             write_timeout: config.limits.write_timeout,
+            keepalive: config
+                .keepalive
+                .map(|(interval, timeout)| proxy::relay::Keepalive { interval, timeout }),
         },
         handshake_timeout: config.limits.handshake_timeout,
         admin: config.admin.clone(),

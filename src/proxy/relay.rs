@@ -80,6 +80,19 @@ pub struct RelayConfig {
     /// dropped after it and the other leg is closed with 1011 (`limits.write_timeout`, default
     /// 60 s as the reference gateway's `asyncWriteTimeout`).
     pub write_timeout: Duration,
+    /// Server-side keepalive: a ping to each leg every `interval`; a leg not heard from (any
+    /// frame, the pong included) within `interval + timeout` is treated as gone
+    /// (`keepalive.interval` / `keepalive.timeout`, default off).
+    pub keepalive: Option<Keepalive>,
+}
+
+/// Keepalive ping settings (see [`RelayConfig::keepalive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time between pings to each leg.
+    pub interval: Duration,
+    /// Extra time a leg has to answer before it counts as gone.
+    pub timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -88,8 +101,43 @@ impl Default for RelayConfig {
             close_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(60),
+            keepalive: None,
         }
     }
+}
+
+/// When a leg was last heard from (any frame), in milliseconds since the relay started.
+struct Heard {
+    start: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Heard {
+    fn new(start: tokio::time::Instant) -> Heard {
+        Heard {
+            start,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        tokio::time::Instant::now().saturating_duration_since(last)
+    }
+}
+
+/// What one pump needs for keepalive: the settings, when its source was last heard from
+/// (it updates that), and when its destination was last heard from (the other pump updates
+/// that; the destination is the leg this pump pings).
+struct PumpLiveness<'a> {
+    keepalive: Option<Keepalive>,
+    src: &'a Heard,
+    dst: &'a Heard,
 }
 
 /// Time of the last data message, in milliseconds since the relay started (shared by both
@@ -166,12 +214,18 @@ async fn pump<R, T>(
     bytes: &std::sync::atomic::AtomicU64,
     activity: &Activity,
     write_timeout: Duration,
+    live: PumpLiveness<'_>,
 ) -> End
 where
     R: Stream<Item = Result<Message, WsError>> + Unpin,
     T: Sink<Message, Error = WsError> + Unpin,
 {
     let mut unflushed = false;
+    let mut tick = live.keepalive.map(|k| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + k.interval, k.interval);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     loop {
         // Take what is ready without waiting; flush before we would wait.
         let next = match rx.next().now_or_never() {
@@ -185,9 +239,30 @@ where
                     }
                     unflushed = false;
                 }
-                rx.next().await
+                match (tick.as_mut(), live.keepalive) {
+                    (Some(tick), Some(k)) => loop {
+                        tokio::select! {
+                            item = rx.next() => break item,
+                            _ = tick.tick() => {
+                                if live.dst.silent_for() > k.interval + k.timeout {
+                                    return End::DestGone(format!(
+                                        "no answer to keepalive pings for {:?}",
+                                        k.interval + k.timeout
+                                    ));
+                                }
+                                match tokio::time::timeout(write_timeout, tx.send(Message::Ping(Default::default()))).await {
+                                    Err(_) => return End::DestStuck,
+                                    Ok(Err(e)) => return End::DestGone(e.to_string()),
+                                    Ok(Ok(())) => {}
+                                }
+                            }
+                        }
+                    },
+                    _ => rx.next().await,
+                }
             }
         };
+        live.src.touch();
         let msg = match next {
             None => return End::Gone("connection ended without a close frame".into()),
             Some(Err(e)) => return classify_read_error(e),
@@ -265,6 +340,7 @@ where
     let limit = cfg.close_timeout;
 
     let activity = Activity::new();
+    let (client_heard, service_heard) = (Heard::new(activity.start), Heard::new(activity.start));
     let first = {
         let up = pump(
             &mut c_rx,
@@ -273,6 +349,11 @@ where
             &counters.bytes_in,
             &activity,
             cfg.write_timeout,
+            PumpLiveness {
+                keepalive: cfg.keepalive,
+                src: &client_heard,
+                dst: &service_heard,
+            },
         );
         let down = pump(
             &mut s_rx,
@@ -281,6 +362,11 @@ where
             &counters.bytes_out,
             &activity,
             cfg.write_timeout,
+            PumpLiveness {
+                keepalive: cfg.keepalive,
+                src: &service_heard,
+                dst: &client_heard,
+            },
         );
         tokio::select! {
             e = up => Ok((Side::Client, e)),
@@ -652,6 +738,7 @@ mod tests {
             close_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(60),
+            keepalive: None,
         }
     }
 
@@ -721,6 +808,49 @@ mod tests {
         assert_eq!(f.reason.as_str(), "client is not reading");
         let o = relay.await.unwrap();
         assert_eq!((o.closed_by, o.code), (Some(Side::Client), Some(1011)));
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_pings_both_legs_and_drops_a_client_that_never_answers() {
+        let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
+        let token = CancellationToken::new();
+        let cfg = RelayConfig {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            }),
+            ..short_cfg()
+        };
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await },
+            );
+        // The service keeps reading (so tungstenite answers its pings) until it gets a close.
+        let service_side = tokio::spawn(async move {
+            let mut pings = 0;
+            loop {
+                match service.next().await {
+                    Some(Ok(Message::Ping(_))) => pings += 1,
+                    Some(Ok(Message::Close(f))) => return (pings, f.map(|f| u16::from(f.code))),
+                    Some(Ok(_)) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        });
+        // A live client reads too: pings arrive and nothing closes.
+        for _ in 0..3 {
+            let m = client.next().await.unwrap().unwrap();
+            assert!(m.is_ping(), "{m:?}");
+        }
+        // Now the client stops reading: no pong comes back, and after interval + timeout the
+        // client counts as gone; the service gets 1001.
+        let (pings, code) = service_side.await.unwrap();
+        assert!(pings >= 3, "{pings}");
+        assert_eq!(code, Some(1001));
+        let o = relay.await.unwrap();
+        assert_eq!(o.closed_by, Some(Side::Client));
+        assert!(o.reason.contains("keepalive"), "{}", o.reason);
         drop(client);
     }
 }
