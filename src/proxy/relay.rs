@@ -455,17 +455,7 @@ where
         }
         End::Gone(cause) => {
             drop((src_tx, src_rx));
-            let f = match side {
-                Side::Service => close_frame(CloseCode::Error, "service connection lost"),
-                Side::Client => close_frame(CloseCode::Away, "client connection lost"),
-            };
-            let code = u16::from(f.code);
-            close_leg(dst_tx, dst_rx, Some(f), limit).await;
-            Outcome {
-                closed_by: Some(side),
-                code: Some(code),
-                reason: cause,
-            }
+            leg_lost(side, dst_tx, dst_rx, cause, limit).await
         }
         End::Violation(code, cause) => {
             let to_other = if code == CloseCode::Size {
@@ -510,18 +500,29 @@ where
         End::DestGone(cause) => {
             // The destination leg broke while we wrote to it: end the source leg.
             drop((dst_tx, dst_rx));
-            let f = match side {
-                Side::Client => close_frame(CloseCode::Error, "service connection lost"),
-                Side::Service => close_frame(CloseCode::Away, "client connection lost"),
-            };
-            let code = u16::from(f.code);
-            close_leg(src_tx, src_rx, Some(f), limit).await;
-            Outcome {
-                closed_by: Some(other),
-                code: Some(code),
-                reason: cause,
-            }
+            leg_lost(other, src_tx, src_rx, cause, limit).await
         }
+    }
+}
+
+/// `lost` went away without a close frame: the remaining leg gets 1011 "service connection
+/// lost" (the service went away) or 1001 "client connection lost" (the client did); 1006 is
+/// never sent (RFC 6455 §7.4.1).
+async fn leg_lost<T, R>(lost: Side, tx: T, rx: R, cause: String, limit: Duration) -> Outcome
+where
+    T: Sink<Message, Error = WsError> + Unpin,
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let f = match lost {
+        Side::Service => close_frame(CloseCode::Error, "service connection lost"),
+        Side::Client => close_frame(CloseCode::Away, "client connection lost"),
+    };
+    let code = u16::from(f.code);
+    close_leg(tx, rx, Some(f), limit).await;
+    Outcome {
+        closed_by: Some(lost),
+        code: Some(code),
+        reason: cause,
     }
 }
 
