@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -111,7 +110,7 @@ async fn headers_auth_cookie_forwarded_and_subprotocol_negotiated() {
     );
 
     // /application/websockets shows the session with its fields.
-    let sessions: serde_json::Value = admin_get(&agent, "/application/websockets").await.1;
+    let sessions: serde_json::Value = agent.get_json("/application/websockets").await.1;
     let s = &sessions[0];
     assert_eq!(s["serviceId"], "DISCOVERABLECLIENT");
     assert_eq!(s["instanceId"], "dc-1");
@@ -198,7 +197,7 @@ async fn failover_to_the_second_instance_when_the_first_refuses() {
             .await
             .unwrap();
         echo_roundtrip(&mut ws, &format!("attempt {i}")).await;
-        let sessions = admin_get(&agent, "/application/websockets").await.1;
+        let sessions = agent.get_json("/application/websockets").await.1;
         assert_eq!(sessions[0]["instanceId"], "live");
         ws.close(None).await.unwrap();
         agent.wait_sessions(0).await;
@@ -269,18 +268,14 @@ async fn http_failure_statuses() {
     assert_eq!(status, 400);
 
     // A malformed upgrade (no Sec-WebSocket-Key) gets 400; no Upgrade at all gets 426.
-    let raw = raw_request(
-        &agent,
-        "GET /ws/v1/discoverableclient/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    let raw = agent.raw_request("GET /ws/v1/discoverableclient/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .await;
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     assert!(raw.contains("Sec-WebSocket-Key"), "{raw}");
-    let raw = raw_request(
-        &agent,
-        "GET /ws/v1/discoverableclient/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    )
-    .await;
+    let raw = agent
+        .raw_request("GET /ws/v1/discoverableclient/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     assert!(raw.starts_with("HTTP/1.1 426"), "{raw}");
     assert_eq!(agent.agent.live_sessions(), 0);
     assert_eq!(
@@ -409,10 +404,10 @@ async fn health_and_routes_endpoints() {
         "",
     )
     .await;
-    let (status, health) = admin_get(&agent, "/application/health").await;
+    let (status, health) = agent.get_json("/application/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "UP");
-    let (_, routes) = admin_get(&agent, "/application/routes").await;
+    let (_, routes) = agent.get_json("/application/routes").await;
     assert_eq!(routes[0]["serviceId"], "DISCOVERABLECLIENT");
     assert_eq!(routes[0]["routes"][0]["gatewayUrl"], "ws/v1");
     assert_eq!(routes[0]["instances"][0]["port"], svc.port());
@@ -454,65 +449,6 @@ async fn registry_from_a_test_eureka_server_in_json_and_xml() {
             "Accept for {format}"
         );
     }
-}
-
-async fn tls_stream(agent: &TestAgent) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(agent.agent.local_addr)
-        .await
-        .unwrap();
-    let connector = tokio_rustls::TlsConnector::from(agent.cert.client_config());
-    connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
-}
-
-async fn raw_request(agent: &TestAgent, request: &str) -> String {
-    let mut s = tls_stream(agent).await;
-    s.write_all(request.as_bytes()).await.unwrap();
-    // Read the head, then Content-Length bytes of body.
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(head_end) = text.find("\r\n\r\n") {
-            let len = text[..head_end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if buf.len() >= head_end + 4 + len || n == 0 {
-                return text;
-            }
-        } else if n == 0 {
-            return text;
-        }
-    }
-}
-
-async fn admin_get(agent: &TestAgent, path: &str) -> (u16, serde_json::Value) {
-    let raw = raw_request(
-        agent,
-        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
-    let status: u16 = raw.get(9..12).unwrap().parse().unwrap();
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
 }
 
 /// The captured Zowe registry (Eureka codec output), served by the test Eureka server as it was

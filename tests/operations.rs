@@ -10,41 +10,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-async fn get(agent: &TestAgent, path: &str, extra_headers: &str) -> (u16, String, String) {
-    let tcp = tokio::net::TcpStream::connect(agent.agent.local_addr)
-        .await
-        .unwrap();
-    let connector = tokio_rustls::TlsConnector::from(agent.cert.client_config());
-    let mut s = connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    s.write_all(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra_headers}\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, head.to_string(), body.to_string())
-}
-
 async fn sessions(agent: &TestAgent) -> Vec<serde_json::Value> {
-    let (status, _, body) = get(agent, "/application/websockets", "").await;
+    let (status, _, body) = agent.get("/application/websockets", "").await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str::<serde_json::Value>(&body)
         .unwrap()
@@ -174,11 +143,8 @@ async fn health_turns_503_during_the_drain_and_upgrades_are_refused() {
         "[limits]\nclose_timeout = \"3s\"\n",
     )
     .await;
-    assert_eq!(get(&agent, "/application/health", "").await.0, 200);
-    assert_eq!(
-        get(&agent, "/application/health/readiness", "").await.0,
-        200
-    );
+    assert_eq!(agent.get("/application/health", "").await.0, 200);
+    assert_eq!(agent.get("/application/health/readiness", "").await.0, 200);
     // A client that never reads: its close handshake keeps the drain going.
     let stuck = agent
         .connect("/ws/v1/discoverableclient/x", &[])
@@ -187,12 +153,12 @@ async fn health_turns_503_during_the_drain_and_upgrades_are_refused() {
         .0;
     agent.wait_sessions(1).await;
     agent.agent.shutdown();
-    let (status, _, body) = get(&agent, "/application/health", "").await;
+    let (status, _, body) = agent.get("/application/health", "").await;
     assert_eq!(status, 503, "{body}");
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["status"], "DOWN");
     assert_eq!(doc["components"]["listener"]["details"]["draining"], true);
-    assert_eq!(get(&agent, "/application/health/liveness", "").await.0, 200);
+    assert_eq!(agent.get("/application/health/liveness", "").await.0, 200);
     let (status, _) = refused(
         agent
             .connect("/ws/v1/discoverableclient/x", &[])
@@ -209,34 +175,28 @@ async fn admin_access_is_limited_to_allowed_networks_and_the_token() {
     let agent =
         TestAgent::with_registry_file(&registry_xml(&[]), "[admin]\nallow = [\"10.0.0.0/8\"]\n")
             .await;
-    let (status, _, body) = get(&agent, "/application/websockets", "").await;
+    let (status, _, body) = agent.get("/application/websockets", "").await;
     assert_eq!(status, 403, "{body}");
 
     let agent =
         TestAgent::with_registry_file(&registry_xml(&[]), "[admin]\ntoken = \"t0ken\"\n").await;
-    let (status, head, _) = get(&agent, "/application/health", "").await;
+    let (status, head, _) = agent.get("/application/health", "").await;
     assert_eq!(status, 401);
     assert!(head
         .to_ascii_lowercase()
         .contains("www-authenticate: bearer"));
     assert_eq!(
-        get(
-            &agent,
-            "/application/health",
-            "Authorization: Bearer wrong\r\n"
-        )
-        .await
-        .0,
+        agent
+            .get("/application/health", "Authorization: Bearer wrong\r\n")
+            .await
+            .0,
         401
     );
     assert_eq!(
-        get(
-            &agent,
-            "/application/health",
-            "Authorization: Bearer t0ken\r\n"
-        )
-        .await
-        .0,
+        agent
+            .get("/application/health", "Authorization: Bearer t0ken\r\n")
+            .await
+            .0,
         200
     );
 }
@@ -262,7 +222,7 @@ async fn prometheus_output_parses_and_counts_the_traffic() {
         ws.next().await.unwrap().unwrap();
     }
     // Counters are current while the session is still open.
-    let (status, head, body) = get(&agent, "/application/prometheus", "").await;
+    let (status, head, body) = agent.get("/application/prometheus", "").await;
     assert_eq!(status, 200);
     assert!(head.contains("application/openmetrics-text"), "{head}");
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
@@ -324,7 +284,7 @@ async fn prometheus_output_parses_and_counts_the_traffic() {
     .unwrap();
     read_close(&mut ws).await;
     agent.wait_sessions(0).await;
-    let (_, _, body) = get(&agent, "/application/prometheus", "").await;
+    let (_, _, body) = agent.get("/application/prometheus", "").await;
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
     let ended: f64 = scrape
         .samples

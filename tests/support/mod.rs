@@ -411,6 +411,72 @@ impl TestAgent {
         .await
     }
 
+    /// A TLS connection to the agent (trusting its certificate).
+    pub async fn tls_stream(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(self.agent.local_addr)
+            .await
+            .unwrap();
+        tokio_rustls::TlsConnector::from(self.cert.client_config())
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Sends `request` as written over TLS and returns the answer: its head and then
+    /// `Content-Length` bytes of body (or what came before the connection closed).
+    pub async fn raw_request(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = self.tls_stream().await;
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let len = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= head_end + 4 + len || n == 0 {
+                    return text;
+                }
+            } else if n == 0 {
+                return text;
+            }
+        }
+    }
+
+    /// `GET path` with `extra_headers` (each ending in CRLF): (status, head, body).
+    pub async fn get(&self, path: &str, extra_headers: &str) -> (u16, String, String) {
+        let text = self
+            .raw_request(&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra_headers}\r\n"))
+            .await;
+        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_string(), body.to_string())
+    }
+
+    /// `GET path` parsed as JSON: (status, body or Null).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = self.get(path, "").await;
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Waits (up to 15 s) until the live session count is `n`.
     pub async fn wait_sessions(&self, n: usize) {
         for _ in 0..1500 {
