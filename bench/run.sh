@@ -15,6 +15,8 @@
 #   MICRO [1, *0]              also run the Criterion micro-benchmarks (cargo bench)
 #   MAX_OTHER_CPU [20], RETRIES [3]   a timed run during which other processes used more than
 #                              MAX_OTHER_CPU % of a core is repeated, up to RETRIES times
+#   NICE [0]                   scheduling priority of every benchmarked process (e.g. -10 on a
+#                              machine where other work runs: the relay keeps its core)
 #   PIN [1]                    pin with taskset (skipped where it fails; PIN=0 never pins)
 #   RELAY_CPU [0], LOAD_CPU [1]   CPUs for the relay under test, and for the load generator
 #                                 plus the echo backend
@@ -44,6 +46,7 @@ RATE=${RATE:-5000}
 MAX_OTHER_CPU=${MAX_OTHER_CPU:-20}
 RETRIES=${RETRIES:-3}
 PIN=${PIN:-1}
+NICE=${NICE:-0}
 RELAY_CPU=${RELAY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT_BASE=${PORT_BASE:-20100}
@@ -132,15 +135,25 @@ done
 PIN_RELAY=()
 PIN_LOAD=()
 NCPU=$(nproc)
+if [[ $NICE != 0 ]]; then
+  if nice -n "$NICE" true 2>/dev/null; then
+    PIN_RELAY=(nice -n "$NICE")
+    PIN_LOAD=(nice -n "$NICE")
+  else
+    log "cannot run at nice $NICE (needs root for a negative value); running at the default priority"
+    NICE=0
+  fi
+fi
 if [[ $PIN != 1 ]]; then
   PINNING="not pinned (PIN=0): all processes share $NCPU CPU(s)"
 elif ((NCPU >= 2)) && taskset -c "$RELAY_CPU" true 2>/dev/null && taskset -c "$LOAD_CPU" true 2>/dev/null; then
-  PIN_RELAY=(taskset -c "$RELAY_CPU")
-  PIN_LOAD=(taskset -c "$LOAD_CPU")
+  PIN_RELAY+=(taskset -c "$RELAY_CPU")
+  PIN_LOAD+=(taskset -c "$LOAD_CPU")
   PINNING="pinned with taskset: relay under test on CPU $RELAY_CPU; load generator and echo backend on CPU $LOAD_CPU"
 else
   PINNING="not pinned (taskset unavailable or fewer than 2 CPUs): all processes share $NCPU CPU(s)"
 fi
+PINNING="$PINNING; nice $NICE"
 log "$PINNING"
 
 # --- certificate: a throwaway CA and a leaf for localhost / 127.0.0.1 (ECDSA P-256) --------
@@ -368,7 +381,8 @@ done
 # --- micro-benchmarks ---------------------------------------------------------------------
 if [[ $MICRO == 1 ]]; then
   log "micro-benchmarks (cargo bench)"
-  cargo bench --locked --bench registry --bench routing >"$OUT/criterion.txt" 2>&1 ||
+  cargo bench --locked --bench registry --bench routing --no-run >"$OUT/criterion.txt" 2>&1 || true
+  "${PIN_LOAD[@]}" cargo bench --locked --bench registry --bench routing >"$OUT/criterion.txt" 2>&1 ||
     log "cargo bench failed; see $OUT/criterion.txt"
   # Criterion prints a long benchmark name on its own line, then "time: [low median high]".
   awk '/^[a-z_]+[a-z_0-9]*\/[a-z_0-9]+/ { name = $1 }

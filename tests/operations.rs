@@ -546,3 +546,55 @@ async fn wait_for(sock: &tokio::net::UnixDatagram, seen: &mut Vec<String>, want:
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_sessions_routes_and_health_read_a_running_agent() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        "",
+    )
+    .await;
+    let mut ws = agent
+        .connect("/ws/v1/discoverableclient/cli", &[])
+        .await
+        .unwrap()
+        .0;
+    ws.send(Message::text("x")).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let url = format!("https://127.0.0.1:{}", agent.agent.local_addr.port());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+            .args(args)
+            .args(["--url", &url, "--config", "/nonexistent/wsrelay.toml"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| run(&["sessions"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("DISCOVERABLECLIENT") && out.contains("/ws/v1/discoverableclient/cli"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("1 live session"), "{out}");
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["routes"]));
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(&format!("ws://127.0.0.1:{}", svc.port())),
+        "{out}"
+    );
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["sessions", "--json"]));
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["instanceId"], "dc-1");
+    let (code, _, _) = tokio::task::block_in_place(|| run(&["health", "readiness"]));
+    assert_eq!(code, Some(0));
+    agent.agent.shutdown();
+    let (code, out, err) = tokio::task::block_in_place(|| run(&["health", "readiness"]));
+    assert_eq!(code, Some(1), "{out} {err}");
+}
