@@ -118,7 +118,17 @@ fn echo_backend_loads_and_report() {
     assert_eq!(u64_of(&tp, "errors"), 0, "{tp}");
 
     let mut args = common("hold");
-    args.extend(["--sessions", "20", "--settle", "50ms", "--after-close", "50ms"].map(String::from));
+    args.extend(
+        [
+            "--sessions",
+            "20",
+            "--settle",
+            "50ms",
+            "--after-close",
+            "50ms",
+        ]
+        .map(String::from),
+    );
     let (hold_line, hold) = bench(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(u64_of(&hold, "opened"), 20, "{hold}");
     assert_eq!(u64_of(&hold, "echoed"), 20, "{hold}");
@@ -169,7 +179,15 @@ async fn wss_through_the_agent() {
     };
     let base = |mode: &str| {
         [
-            mode, "--url", &url, "--ca-file", &ca, "--target", "wsrelay-wss", "--watch-pid", &own_pid,
+            mode,
+            "--url",
+            &url,
+            "--ca-file",
+            &ca,
+            "--target",
+            "wsrelay-wss",
+            "--watch-pid",
+            &own_pid,
         ]
         .map(String::from)
         .to_vec()
@@ -182,7 +200,17 @@ async fn wss_through_the_agent() {
     assert_eq!(u64_of(&closed, "errors"), 0, "{closed}");
 
     let mut args = base("hold");
-    args.extend(["--sessions", "10", "--settle", "50ms", "--after-close", "200ms"].map(String::from));
+    args.extend(
+        [
+            "--sessions",
+            "10",
+            "--settle",
+            "50ms",
+            "--after-close",
+            "200ms",
+        ]
+        .map(String::from),
+    );
     let (_, hold) = run(args).await.unwrap();
     assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
     agent.wait_sessions(0).await;
