@@ -182,6 +182,17 @@ wait_port() { # port pid name
 }
 
 # --- echo backend -------------------------------------------------------------------------
+# Stops one process we started (TERM, then KILL after 5 s) and forgets its PID.
+stop_pid() {
+  local pid=$1 keep=() p
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
 "${PIN_LOAD[@]}" "$BENCH" echo --listen "127.0.0.1:$ECHO_PORT" >"$OUT/logs/echo.log" 2>&1 &
 ECHO_PID=$!
 PIDS+=("$ECHO_PID")
@@ -201,14 +212,20 @@ write_wsrelay_config() { # file port tls(true|false)
 }
 write_wsrelay_config "$OUT/wsrelay-ws.toml" "$WSR_WS_PORT" false
 write_wsrelay_config "$OUT/wsrelay-wss.toml" "$WSR_WSS_PORT" true
-TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-ws.toml" >"$OUT/logs/wsrelay-ws.log" 2>&1 &
-WSR_WS_PID=$!
-PIDS+=("$WSR_WS_PID")
-TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-wss.toml" >"$OUT/logs/wsrelay-wss.log" 2>&1 &
-WSR_WSS_PID=$!
-PIDS+=("$WSR_WSS_PID")
-wait_port "$WSR_WS_PORT" "$WSR_WS_PID" wsrelay-ws
-wait_port "$WSR_WSS_PORT" "$WSR_WSS_PID" wsrelay-wss
+start_wsrelay_ws() {
+  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-ws.toml" >>"$OUT/logs/wsrelay-ws.log" 2>&1 &
+  WSR_WS_PID=$!
+  PIDS+=("$WSR_WS_PID")
+  wait_port "$WSR_WS_PORT" "$WSR_WS_PID" wsrelay-ws
+}
+start_wsrelay_wss() {
+  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-wss.toml" >>"$OUT/logs/wsrelay-wss.log" 2>&1 &
+  WSR_WSS_PID=$!
+  PIDS+=("$WSR_WSS_PID")
+  wait_port "$WSR_WSS_PORT" "$WSR_WSS_PID" wsrelay-wss
+}
+start_wsrelay_ws
+start_wsrelay_wss
 
 # --- nginx: one worker, TLS 1.3, the same certificate -------------------------------------
 cat >"$OUT/nginx/nginx.conf" <<EOF
@@ -247,18 +264,21 @@ http {
     }
 }
 EOF
-"${PIN_RELAY[@]}" nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/logs/nginx.log" >"$OUT/logs/nginx-stdout.log" 2>&1 &
-NGX_PID=$!
-PIDS+=("$NGX_PID")
-wait_port "$NGX_WS_PORT" "$NGX_PID" nginx
-wait_port "$NGX_WSS_PORT" "$NGX_PID" nginx
-NGX_WORKER=""
-for _ in $(seq 50); do
-  NGX_WORKER=$(pgrep -P "$NGX_PID" | head -n1 || true)
-  [[ -n $NGX_WORKER ]] && break
-  sleep 0.1
-done
-[[ -n $NGX_WORKER ]] || die "no nginx worker process found"
+start_nginx() {
+  "${PIN_RELAY[@]}" nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/logs/nginx.log" >>"$OUT/logs/nginx-stdout.log" 2>&1 &
+  NGX_PID=$!
+  PIDS+=("$NGX_PID")
+  wait_port "$NGX_WS_PORT" "$NGX_PID" nginx
+  wait_port "$NGX_WSS_PORT" "$NGX_PID" nginx
+  NGX_WORKER=""
+  for _ in $(seq 50); do
+    NGX_WORKER=$(pgrep -P "$NGX_PID" | head -n1 || true)
+    [[ -n $NGX_WORKER ]] && break
+    sleep 0.1
+  done
+  [[ -n $NGX_WORKER ]] || die "no nginx worker process found"
+}
+start_nginx
 
 # --- HAProxy: one thread, TLS 1.3, the same certificate -----------------------------------
 HAP_MAXCONN=$((HOLD_N + 50))
@@ -281,11 +301,30 @@ backend echo
     server echo 127.0.0.1:$ECHO_PORT
 EOF
 haproxy -c -q -f "$OUT/haproxy.cfg" || die "invalid HAProxy config $OUT/haproxy.cfg"
-"${PIN_RELAY[@]}" haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/logs/haproxy.log" 2>&1 &
-HAP_PID=$!
-PIDS+=("$HAP_PID")
-wait_port "$HAP_WS_PORT" "$HAP_PID" haproxy
-wait_port "$HAP_WSS_PORT" "$HAP_PID" haproxy
+start_haproxy() {
+  "${PIN_RELAY[@]}" haproxy -db -f "$OUT/haproxy.cfg" >>"$OUT/logs/haproxy.log" 2>&1 &
+  HAP_PID=$!
+  PIDS+=("$HAP_PID")
+  wait_port "$HAP_WS_PORT" "$HAP_PID" haproxy
+  wait_port "$HAP_WSS_PORT" "$HAP_PID" haproxy
+}
+start_haproxy
+
+# A fresh process for a target, so that a hold starts from its baseline memory (an allocator
+# keeps freed memory, so a second hold in the same process would start from the first's peak).
+restart_target() {
+  case $1 in
+    direct) stop_pid "$ECHO_PID"
+      "${PIN_LOAD[@]}" "$BENCH" echo --listen "127.0.0.1:$ECHO_PORT" >>"$OUT/logs/echo.log" 2>&1 &
+      ECHO_PID=$!
+      PIDS+=("$ECHO_PID")
+      wait_port "$ECHO_PORT" "$ECHO_PID" echo ;;
+    wsrelay-ws) stop_pid "$WSR_WS_PID"; start_wsrelay_ws ;;
+    wsrelay-wss) stop_pid "$WSR_WSS_PID"; start_wsrelay_wss ;;
+    nginx-*) stop_pid "$NGX_PID"; start_nginx ;;
+    haproxy-*) stop_pid "$HAP_PID"; start_haproxy ;;
+  esac
+}
 
 # --- targets ------------------------------------------------------------------------------
 GW_PATH=/ws/v1/discoverableclient/echo # wsrelay: v1 form → /discoverableclient/ws/echo
@@ -314,6 +353,12 @@ target_pid() {
 # One run of one load against one target; the JSON line goes to results.jsonl.
 run_one() { # load target
   local load=$1 t=$2 args
+  if [[ $load == hold ]]; then
+    restart_target "$t"
+    # One short echo so the fresh process has served a session before its baseline is read.
+    "${PIN_LOAD[@]}" "$BENCH" closed --url "$(target_url "$t")" --ca-file "$CA" --connections 2 \
+      --duration 200ms --warmup 0s >/dev/null 2>>"$OUT/logs/bench.log" || true
+  fi
   args=(--url "$(target_url "$t")" --ca-file "$CA" --target "$t" --load "$load"
     --watch-pid "$(target_pid "$t")" --backend-pid "$ECHO_PID")
   case $load in
