@@ -26,12 +26,7 @@ where
 
 #[tokio::test]
 async fn both_url_forms_reach_the_service_with_path_and_query() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "",
-    )
-    .await;
+    let (svc, agent) = TestAgent::with_echo_service("").await;
 
     let (mut ws, _) = agent
         .connect("/ws/v1/discoverableclient/echo/deep?x=1&y=%20", &[])
@@ -287,12 +282,7 @@ async fn http_failure_statuses() {
 
 #[tokio::test]
 async fn close_codes_pass_both_ways() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "",
-    )
-    .await;
+    let (svc, agent) = TestAgent::with_echo_service("").await;
 
     // Client closes with 4001: the service sees 4001.
     let (mut ws, _) = agent
@@ -342,12 +332,8 @@ async fn close_codes_pass_both_ways() {
 
 #[tokio::test]
 async fn oversized_message_closes_with_1009_and_sessions_return_to_zero() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "[limits]\nmax_message_size = \"64KiB\"\n",
-    )
-    .await;
+    let (svc, agent) =
+        TestAgent::with_echo_service("[limits]\nmax_message_size = \"64KiB\"\n").await;
     let (mut ws, _) = agent
         .connect("/ws/v1/discoverableclient/x", &[])
         .await
@@ -398,12 +384,7 @@ async fn oversized_message_closes_with_1009_and_sessions_return_to_zero() {
 
 #[tokio::test]
 async fn health_and_routes_endpoints() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "",
-    )
-    .await;
+    let (svc, agent) = TestAgent::with_echo_service("").await;
     let (status, health) = agent.get_json("/application/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "UP");

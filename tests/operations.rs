@@ -35,12 +35,7 @@ async fn wait_listed(agent: &TestAgent, n: usize) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn sessions_endpoint_lists_exactly_the_open_sessions_and_drops_each_ending() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "",
-    )
-    .await;
+    let (svc, agent) = TestAgent::with_echo_service("").await;
     assert!(sessions(&agent).await.is_empty());
 
     let mut a = agent
@@ -137,12 +132,7 @@ async fn sessions_endpoint_lists_exactly_the_open_sessions_and_drops_each_ending
 
 #[tokio::test]
 async fn health_turns_503_during_the_drain_and_upgrades_are_refused() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "[limits]\nclose_timeout = \"3s\"\n",
-    )
-    .await;
+    let (_svc, agent) = TestAgent::with_echo_service("[limits]\nclose_timeout = \"3s\"\n").await;
     assert_eq!(agent.get("/application/health", "").await.0, 200);
     assert_eq!(agent.get("/application/health/readiness", "").await.0, 200);
     // A client that never reads: its close handshake keeps the drain going.
@@ -203,12 +193,7 @@ async fn admin_access_is_limited_to_allowed_networks_and_the_token() {
 
 #[tokio::test]
 async fn prometheus_output_parses_and_counts_the_traffic() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "",
-    )
-    .await;
+    let (_svc, agent) = TestAgent::with_echo_service("").await;
     for _ in 0..2 {
         let _ = agent.connect("/ws/v1/nosuch/x", &[]).await.unwrap_err();
     }
@@ -549,12 +534,7 @@ async fn wait_for(sock: &tokio::net::UnixDatagram, seen: &mut Vec<String>, want:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_sessions_routes_and_health_read_a_running_agent() {
-    let svc = TestService::start(ServiceOptions::default()).await;
-    let agent = TestAgent::with_registry_file(
-        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
-        "",
-    )
-    .await;
+    let (svc, agent) = TestAgent::with_echo_service("").await;
     let mut ws = agent
         .connect("/ws/v1/discoverableclient/cli", &[])
         .await

@@ -73,16 +73,11 @@ struct Running {
     _token: CancellationToken,
 }
 
-async fn start(cert: &Path, key: &Path, registry: &Path) -> Running {
-    let toml = format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n",
-        cert.display().to_string(),
-        key.display().to_string(),
-        registry.display().to_string()
-    );
+/// Starts an agent from TOML text.
+async fn start_toml(toml: &str) -> Running {
     let token = CancellationToken::new();
     let agent = wsrelay::start(
-        wsrelay::config::Config::from_toml(&toml, None).unwrap(),
+        wsrelay::config::Config::from_toml(toml, None).unwrap(),
         token.clone(),
     )
     .await
@@ -91,6 +86,16 @@ async fn start(cert: &Path, key: &Path, registry: &Path) -> Running {
         agent,
         _token: token,
     }
+}
+
+async fn start(cert: &Path, key: &Path, registry: &Path) -> Running {
+    start_toml(&format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n",
+        cert.display().to_string(),
+        key.display().to_string(),
+        registry.display().to_string()
+    ))
+    .await
 }
 
 async fn open_session(
@@ -418,13 +423,8 @@ async fn client_certificates_are_verified_and_the_ca_bundle_reloads() {
         ca_path.display().to_string(),
         reg.display().to_string()
     );
-    let token = CancellationToken::new();
-    let agent = wsrelay::start(
-        wsrelay::config::Config::from_toml(&toml, None).unwrap(),
-        token.clone(),
-    )
-    .await
-    .unwrap();
+    let run = start_toml(&toml).await;
+    let agent = &run.agent;
     let addr = agent.local_addr;
     try_session(addr, &server, Some((&c1, &k1))).await.unwrap();
     assert!(
@@ -459,7 +459,7 @@ async fn client_certificates_are_verified_and_the_ca_bundle_reloads() {
     }
     assert_eq!(agent.shared.metrics.tls.reload_failures.get(), 1);
     try_session(addr, &server, Some((&c2, &k2))).await.unwrap();
-    token.cancel();
+    drop(run);
 }
 
 #[tokio::test]

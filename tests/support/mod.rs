@@ -411,6 +411,18 @@ impl TestAgent {
         .await
     }
 
+    /// An echo [`TestService`] registered as `DISCOVERABLECLIENT` (instance `dc-1`, route
+    /// `ws/v1` → `/discoverableclient/ws`) and an agent routing to it, with `extra` TOML.
+    pub async fn with_echo_service(extra: &str) -> (TestService, TestAgent) {
+        let svc = TestService::start(ServiceOptions::default()).await;
+        let agent = TestAgent::with_registry_file(
+            &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+            extra,
+        )
+        .await;
+        (svc, agent)
+    }
+
     /// A TLS connection to the agent (trusting its certificate).
     pub async fn tls_stream(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let tcp = tokio::net::TcpStream::connect(self.agent.local_addr)
