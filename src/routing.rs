@@ -78,6 +78,37 @@ pub struct Route {
     pub gateway_url: String,
     /// Service URL with a leading `/`, e.g. `/discoverableclient/ws`.
     pub service_url: String,
+    /// Session failover chosen by the service for this route (metadata
+    /// `apiml.routes.<name>.failover`: `reconnect` or `close`, case-insensitive); `None` when
+    /// absent or unrecognised, then the agent's `failover.mode` applies (issue 6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverMode>,
+}
+
+/// What happens to an open session when its upstream leg ends abnormally (issue 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Close the client leg with a close code that says what happened (the default, as the
+    /// reference gateway does).
+    #[default]
+    Close,
+    /// Keep the client leg open and reconnect to another live instance of the service.
+    Reconnect,
+}
+
+impl FailoverMode {
+    /// Parses a metadata value: `reconnect` / `close` (trimmed, case-insensitive).
+    pub fn parse(s: &str) -> Option<FailoverMode> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("reconnect") {
+            Some(FailoverMode::Reconnect)
+        } else if s.eq_ignore_ascii_case("close") {
+            Some(FailoverMode::Close)
+        } else {
+            None
+        }
+    }
 }
 
 /// A service (Eureka application) with WebSocket routes.
@@ -224,7 +255,7 @@ impl RouteTable {
             let mut up = Vec::new();
             for inst in &app.instances {
                 // Pair gatewayUrl/serviceUrl by route name (metadata is a BTreeMap: ordered).
-                let mut pending: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+                let mut pending: Vec<(&str, Option<&str>, Option<&str>, Option<&str>)> = Vec::new();
                 for (k, v) in &inst.metadata {
                     let Some((name, kind)) = route_key(k) else {
                         continue;
@@ -232,7 +263,7 @@ impl RouteTable {
                     let slot = match pending.iter().position(|p| p.0 == name) {
                         Some(i) => i,
                         None => {
-                            pending.push((name, None, None));
+                            pending.push((name, None, None, None));
                             pending.len() - 1
                         }
                     };
@@ -240,11 +271,12 @@ impl RouteTable {
                         match kind {
                             "gatewayUrl" => p.1 = Some(v),
                             "serviceUrl" => p.2 = Some(v),
+                            "failover" => p.3 = Some(v),
                             _ => {}
                         }
                     }
                 }
-                for (name, g, s) in pending {
+                for (name, g, s, f) in pending {
                     let (Some(g), Some(s)) = (g, s) else { continue };
                     let gateway_url = normalize_gateway_url(g);
                     if !is_ws_gateway_url(&gateway_url)
@@ -256,6 +288,7 @@ impl RouteTable {
                         name: name.to_owned(),
                         gateway_url,
                         service_url: normalize_service_url(s),
+                        failover: f.and_then(FailoverMode::parse),
                     });
                 }
                 let (scheme, port) = if inst.secure_port.enabled && inst.secure_port.port != 0 {
@@ -699,6 +732,33 @@ mod tests {
         assert_eq!(first, vec!["1", "2"]);
         assert_eq!(second, vec!["2", "1"]);
         assert_eq!(svc.candidates(1).count(), 1);
+    }
+
+    #[test]
+    fn failover_metadata_is_read_per_route() {
+        let mut i = inst(
+            "1",
+            "h1",
+            8001,
+            false,
+            Status::Up,
+            &[
+                ("a", "ws/a", "/a"),
+                ("b", "ws/b", "/b"),
+                ("c", "ws/c", "/c"),
+            ],
+        );
+        i.metadata
+            .insert("apiml.routes.a.failover".into(), " Reconnect ".into());
+        i.metadata
+            .insert("apiml.routes.b.failover".into(), "close".into());
+        i.metadata
+            .insert("apiml.routes.c.failover".into(), "sometimes".into());
+        let t = table(vec![("SVC", vec![i])]);
+        let mode = |p: &str| t.resolve(p, None).unwrap().route().unwrap().failover;
+        assert_eq!(mode("/svc/ws/a"), Some(FailoverMode::Reconnect));
+        assert_eq!(mode("/svc/ws/b"), Some(FailoverMode::Close));
+        assert_eq!(mode("/svc/ws/c"), None);
     }
 
     #[test]
