@@ -87,6 +87,24 @@ pub struct RawConfig {
     /// `[keepalive]`
     #[serde(default)]
     pub keepalive: RawKeepalive,
+    /// `[failover]`
+    #[serde(default)]
+    pub failover: RawFailover,
+}
+
+/// `[failover]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    /// `failover.mode`: `"close"` (default) or `"reconnect"`.
+    pub mode: Option<String>,
+    /// `failover.buffer`: client bytes held while reconnecting, default 1MiB.
+    pub buffer: Option<bytesize::ByteSize>,
+    /// `failover.deadline`: time to find a new instance, default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    /// `failover.max_attempts`: switches per session, default 3.
+    pub max_attempts: Option<u32>,
 }
 
 /// `[keepalive]` as written in the file.
@@ -355,6 +373,36 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Server-side keepalive pings: (interval, timeout); `None` = off (the default).
     pub keepalive: Option<(Duration, Duration)>,
+    /// Session failover to another instance (issue 6).
+    pub failover: FailoverConfig,
+}
+
+/// `[failover]`: what happens to an open session when its upstream leg ends abnormally
+/// (reset or EOF without a close frame, TLS error, keepalive timeout, or a close with 1001
+/// Going Away / 1012 Service Restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// The default for routes whose metadata has no `apiml.routes.<name>.failover`
+    /// (`failover.mode`, default [`FailoverMode::Close`](crate::routing::FailoverMode::Close)).
+    pub mode: crate::routing::FailoverMode,
+    /// Client message bytes held while reconnecting (`failover.buffer`, default 1 MiB); more
+    /// ends the session with 1011.
+    pub buffer_bytes: usize,
+    /// Time to find an instance that accepts (`failover.deadline`, default 10 s); then 1011.
+    pub deadline: Duration,
+    /// Switches allowed per session (`failover.max_attempts`, default 3).
+    pub max_attempts: u32,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            mode: crate::routing::FailoverMode::Close,
+            buffer_bytes: 1 << 20,
+            deadline: Duration::from_secs(10),
+            max_attempts: 3,
+        }
+    }
 }
 
 /// The listener's certificate chain and key files (PEM).
@@ -1124,6 +1172,32 @@ impl RawConfig {
             }
         };
 
+        let failover = {
+            let f = &self.failover;
+            let mode = match f.mode.as_deref() {
+                None => crate::routing::FailoverMode::Close,
+                Some(m) => crate::routing::FailoverMode::parse(m).ok_or_else(|| {
+                    invalid(
+                        "failover.mode",
+                        format!("{m:?} is not \"close\" or \"reconnect\""),
+                    )
+                })?,
+            };
+            let max_attempts = f.max_attempts.unwrap_or(3);
+            if max_attempts == 0 {
+                return Err(invalid(
+                    "failover.max_attempts",
+                    "must be at least 1 (use failover.mode = \"close\" to turn failover off)",
+                ));
+            }
+            FailoverConfig {
+                mode,
+                buffer_bytes: size("failover.buffer", f.buffer, 1 << 20)?,
+                deadline: positive("failover.deadline", f.deadline, Duration::from_secs(10))?,
+                max_attempts,
+            }
+        };
+
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
             return Err(invalid(
@@ -1155,6 +1229,7 @@ impl RawConfig {
             admin,
             shutdown_grace,
             keepalive,
+            failover,
         })
     }
 }
@@ -1514,6 +1589,37 @@ mod tests {
             matches!(e, ConfigError::Parse { .. }) && e.to_string().contains("nope"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn failover_section_defaults_values_and_errors() {
+        let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+        let c = Config::from_toml(base, None).unwrap();
+        assert_eq!(c.failover, FailoverConfig::default());
+        assert_eq!(c.failover.mode, crate::routing::FailoverMode::Close);
+        let c = Config::from_toml(
+            &format!("{base}[failover]\nmode = \"Reconnect\"\nbuffer = \"64KiB\"\ndeadline = \"2s\"\nmax_attempts = 1\n"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.failover,
+            FailoverConfig {
+                mode: crate::routing::FailoverMode::Reconnect,
+                buffer_bytes: 64 << 10,
+                deadline: Duration::from_secs(2),
+                max_attempts: 1,
+            }
+        );
+        for (body, key) in [
+            ("mode = \"sometimes\"", "failover.mode"),
+            ("buffer = 0", "failover.buffer"),
+            ("deadline = \"0s\"", "failover.deadline"),
+            ("max_attempts = 0", "failover.max_attempts"),
+        ] {
+            let e = Config::from_toml(&format!("{base}[failover]\n{body}\n"), None).unwrap_err();
+            assert_eq!(key_of(e), key, "{body}");
+        }
     }
 
     #[test]

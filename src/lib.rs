@@ -260,6 +260,8 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
             keepalive: config
                 .keepalive
                 .map(|(interval, timeout)| proxy::relay::Keepalive { interval, timeout }),
+            failover_buffer_bytes: config.failover.buffer_bytes,
+            failover_deadline: config.failover.deadline,
         },
         handshake_timeout: config.limits.handshake_timeout,
         admin: config.admin.clone(),
@@ -267,6 +269,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
         max_sessions: config.limits.max_sessions,
         max_sessions_per_ip: config.limits.max_sessions_per_ip,
         insecure_skip_verify: config.upstream.insecure_skip_verify,
+        failover: config.failover,
     }
 }
 

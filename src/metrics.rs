@@ -10,6 +10,7 @@
 //! | `wsrelay_sessions_open` | gauge | `service` |
 //! | `wsrelay_sessions_total` | counter | `service`, `close_code` |
 //! | `wsrelay_handshake_failures_total` | counter | `status` |
+//! | `wsrelay_session_failovers_total` | counter | `service`, `result` (`switched`, `failed`) |
 //! | `wsrelay_relayed_messages_total` | counter | `direction` (`client_to_service`, `service_to_client`) |
 //! | `wsrelay_relayed_bytes_total` | counter | `direction` |
 //! | `wsrelay_upstream_connect_seconds` | histogram | — |
@@ -43,6 +44,15 @@ pub struct SessionEndLabels {
     pub service: String,
     /// The close code that ended the session (`1005` when none).
     pub close_code: u16,
+}
+
+/// `service` + `result` labels of a session failover.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    /// Eureka service id.
+    pub service: String,
+    /// `switched` (the session moved to another instance) or `failed` (it was closed).
+    pub result: &'static str,
 }
 
 /// `status` label (HTTP status or Eureka status).
@@ -82,6 +92,8 @@ pub struct ProxyMetrics {
     pub sessions_total: Family<SessionEndLabels, Counter>,
     /// Refused or failed handshakes by HTTP status.
     pub handshake_failures: Family<StatusLabel, Counter>,
+    /// Session failovers (issue 6) by service and result.
+    pub failovers: Family<FailoverLabels, Counter>,
     /// Messages client → service.
     pub messages_in: Counter,
     /// Messages service → client.
@@ -151,6 +163,7 @@ impl Metrics {
             sessions_open: Family::default(),
             sessions_total: Family::default(),
             handshake_failures: Family::default(),
+            failovers: Family::default(),
             messages_in,
             messages_out,
             bytes_in,
@@ -166,6 +179,11 @@ impl Metrics {
             "wsrelay_sessions",
             "Ended WebSocket sessions by close code",
             proxy.sessions_total.clone(),
+        );
+        r.register(
+            "wsrelay_session_failovers",
+            "Sessions moved to another instance after their upstream leg failed, or closed because no instance took them",
+            proxy.failovers.clone(),
         );
         r.register(
             "wsrelay_handshake_failures",

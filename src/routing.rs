@@ -238,6 +238,9 @@ pub fn normalize_service_url(s: &str) -> String {
     }
 }
 
+/// A route being assembled from metadata: name, gatewayUrl, serviceUrl, failover.
+type PendingRoute<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
 fn is_ws_gateway_url(g: &str) -> bool {
     g == "ws" || g.starts_with("ws/")
 }
@@ -255,7 +258,7 @@ impl RouteTable {
             let mut up = Vec::new();
             for inst in &app.instances {
                 // Pair gatewayUrl/serviceUrl by route name (metadata is a BTreeMap: ordered).
-                let mut pending: Vec<(&str, Option<&str>, Option<&str>, Option<&str>)> = Vec::new();
+                let mut pending: Vec<PendingRoute<'_>> = Vec::new();
                 for (k, v) in &inst.metadata {
                     let Some((name, kind)) = route_key(k) else {
                         continue;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -60,12 +60,13 @@ pub struct SessionInfo {
     pub client: SocketAddr,
     /// The path the client asked for, e.g. `/ws/v1/discoverableclient/echo`.
     pub gateway_path: String,
-    /// The upstream URL, e.g. `ws://host:10012/discoverableclient/ws/echo`.
-    pub service_url: String,
+    /// The instance the session is connected to now; it changes when the session fails over
+    /// (see [`SessionInfo::switch_upstream`]).
+    pub upstream: Mutex<Upstream>,
+    /// How many times the session moved to another instance (issue 6).
+    pub failovers: AtomicU32,
     /// Eureka service id.
     pub service_id: String,
-    /// Eureka instance id.
-    pub instance_id: String,
     /// Route name (`<name>` of `apiml.routes.<name>.*`).
     pub route: String,
     /// The subprotocol the service chose, if any.
@@ -74,6 +75,15 @@ pub struct SessionInfo {
     pub started_at: SystemTime,
     /// Traffic counters.
     pub counters: Counters,
+}
+
+/// The service side of a session: which instance, at which URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Eureka instance id.
+    pub instance_id: String,
+    /// The upstream URL, e.g. `ws://host:10012/discoverableclient/ws/echo`.
+    pub service_url: String,
 }
 
 /// The JSON shape of one session: the reference gateway's keys (`sessionId`, `clientAddress`,
@@ -100,6 +110,8 @@ pub struct SessionView {
     pub route: String,
     /// Negotiated subprotocol, or null.
     pub subprotocol: Option<String>,
+    /// Times the session moved to another instance (0 without failover).
+    pub failovers: u32,
     /// RFC 3339 start time (UTC).
     pub started_at: String,
     /// Messages client → service.
@@ -113,19 +125,36 @@ pub struct SessionView {
 }
 
 impl SessionInfo {
+    /// The instance the session is connected to now.
+    pub fn upstream(&self) -> Upstream {
+        self.upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records a failover to `to`; returns the instance the session left.
+    pub fn switch_upstream(&self, to: Upstream) -> Upstream {
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *g, to)
+    }
+
     /// A snapshot for display.
     pub fn view(&self) -> SessionView {
         let c = &self.counters;
+        let up = self.upstream();
         SessionView {
             session_id: self.id.clone(),
             client_address: self.client.to_string(),
             gateway_path: self.gateway_path.clone(),
-            service_url: self.service_url.clone(),
+            service_url: up.service_url,
             service_session_id: self.id.clone(),
             service_id: self.service_id.clone(),
-            instance_id: self.instance_id.clone(),
+            instance_id: up.instance_id,
             route: self.route.clone(),
             subprotocol: self.subprotocol.clone(),
+            failovers: self.failovers.load(Ordering::Relaxed),
             started_at: humantime::format_rfc3339_millis(self.started_at).to_string(),
             messages_in: c.messages_in.load(Ordering::Relaxed),
             messages_out: c.messages_out.load(Ordering::Relaxed),
@@ -290,9 +319,12 @@ mod tests {
             id,
             client: "127.0.0.1:1".parse().unwrap(),
             gateway_path: "/p".into(),
-            service_url: "ws://h:1/p".into(),
+            upstream: Mutex::new(Upstream {
+                instance_id: "i".into(),
+                service_url: "ws://h:1/p".into(),
+            }),
+            failovers: AtomicU32::new(0),
             service_id: "S".into(),
-            instance_id: "i".into(),
             route: "r".into(),
             subprotocol: None,
             started_at: SystemTime::UNIX_EPOCH,

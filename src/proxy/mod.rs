@@ -5,6 +5,7 @@
 //! accepts and spawns.
 
 pub mod close;
+pub mod failover;
 pub mod handshake;
 pub mod listener;
 pub mod relay;
@@ -25,11 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::RegistryStatus;
+use crate::routing::FailoverMode;
 use crate::routing::RouteTable;
-use crate::sessions::{Counters, SessionInfo, SessionTable};
+use crate::sessions::{Counters, SessionInfo, SessionTable, Upstream};
 use close::HandshakeError;
 use handshake::{ClientSide, Connected, UpstreamSettings};
 use relay::RelayConfig;
+use std::sync::atomic::AtomicU32;
 
 /// State shared by every connection task.
 pub struct Shared {
@@ -81,6 +84,9 @@ pub struct Settings {
     pub max_sessions_per_ip: Option<usize>,
     /// `upstream.insecure_skip_verify` (shown in `/application/info`).
     pub insecure_skip_verify: bool,
+    /// `[failover]`: the default mode and the switch limit (buffer and deadline are in
+    /// `relay`).
+    pub failover: crate::config::FailoverConfig,
 }
 
 /// WebSocket settings for both legs: message and frame limits from the config, small buffers
@@ -196,9 +202,12 @@ async fn open_session(
         id,
         client: client.peer,
         gateway_path: req.uri().path().to_owned(),
-        service_url: handshake::upstream_url(ep, &resolved.upstream_path),
+        upstream: std::sync::Mutex::new(Upstream {
+            instance_id: ep.instance_id.clone(),
+            service_url: handshake::upstream_url(ep, &resolved.upstream_path),
+        }),
+        failovers: AtomicU32::new(0),
         service_id: service.service_id.clone(),
-        instance_id: ep.instance_id.clone(),
         route: resolved.route().map(|r| r.name.clone()).unwrap_or_default(),
         subprotocol: conn
             .protocol
@@ -208,6 +217,18 @@ async fn open_session(
         started_at: SystemTime::now(),
         counters: Counters::default(),
     };
+    let mode = resolved
+        .route()
+        .and_then(|r| r.failover)
+        .unwrap_or(settings.failover.mode);
+    // Only a session that may fail over keeps what a reconnect needs.
+    let failover_ctx = (mode == FailoverMode::Reconnect).then(|| {
+        (
+            req.uri().path().to_owned(),
+            req.uri().query().map(str::to_owned),
+            req.headers().clone(),
+        )
+    });
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = Arc::clone(shared);
     let connect_ms = conn.elapsed.as_millis();
@@ -235,13 +256,30 @@ async fn open_session(
         };
         let metrics = &shared2.metrics.proxy;
         metrics.sessions_open.get_or_create(&service_label).inc();
+        let up = s.upstream();
         tracing::info!(
-            session = %s.id, client = %s.client, service = %s.service_id, instance = %s.instance_id,
-            upstream = %s.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
+            session = %s.id, client = %s.client, service = %s.service_id, instance = %up.instance_id,
+            upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
             "session opened"
         );
         let started = Instant::now();
-        let outcome = relay::relay(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown).await;
+        let outcome = match failover_ctx {
+            None => relay::relay(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown).await,
+            Some((path, query, headers)) => {
+                let mut f = failover::SessionFailover::new(
+                    Arc::clone(&shared2),
+                    Arc::clone(&settings),
+                    Arc::clone(s),
+                    mode,
+                    path,
+                    query,
+                    headers,
+                    s.subprotocol.clone(),
+                    client,
+                );
+                relay::relay_with_failover(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown, &mut f).await
+            }
+        };
         s.counters.sync(metrics);
         metrics.sessions_open.get_or_create(&service_label).dec();
         metrics
@@ -253,8 +291,8 @@ async fn open_session(
             .inc();
         let v = s.view();
         tracing::info!(
-            session = %s.id, client = %s.client, service = %s.service_id, instance = %s.instance_id,
-            upstream = %s.service_url, duration_ms = started.elapsed().as_millis() as u64,
+            session = %s.id, client = %s.client, service = %s.service_id, instance = %v.instance_id,
+            upstream = %v.service_url, failovers = v.failovers, duration_ms = started.elapsed().as_millis() as u64,
             messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,
             closed_by = outcome.closed_by.map_or("gateway", |s| s.as_str()),
             close_code = outcome.code.unwrap_or(1005), close_reason = %outcome.reason,

@@ -84,6 +84,12 @@ pub struct RelayConfig {
     /// frame, the pong included) within `interval + timeout` is treated as gone
     /// (`keepalive.interval` / `keepalive.timeout`, default off).
     pub keepalive: Option<Keepalive>,
+    /// Client message bytes held while a session fails over (`failover.buffer`, default
+    /// 1 MiB); more ends the session with 1011.
+    pub failover_buffer_bytes: usize,
+    /// Time a failover has to find an instance that accepts (`failover.deadline`, default
+    /// 10 s); then the client gets 1011.
+    pub failover_deadline: Duration,
 }
 
 /// Keepalive ping settings (see [`RelayConfig::keepalive`]).
@@ -102,8 +108,67 @@ impl Default for RelayConfig {
             idle_timeout: Duration::from_secs(3600),
             write_timeout: Duration::from_secs(60),
             keepalive: None,
+            failover_buffer_bytes: 1 << 20,
+            failover_deadline: Duration::from_secs(10),
         }
     }
+}
+
+/// Why no replacement service leg could be opened (see [`Reconnect::reconnect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The close code for the client: 1013 Try Again Later when no live instance exists,
+    /// 1011 when instances exist but none accepted.
+    pub code: CloseCode,
+    /// The close reason (at most 123 bytes are sent).
+    pub reason: String,
+}
+
+/// Session failover (issue 6): opens a replacement service leg when the current one ends
+/// abnormally, while the relay keeps the client leg open and buffers its messages.
+///
+/// The relay calls [`may_switch`](Reconnect::may_switch) when the service leg ends with a
+/// reset/EOF without a close frame, a transport (TLS) error, a failed write, a keepalive
+/// timeout, or a close with 1001 Going Away / 1012 Service Restart; if it answers `true`, the
+/// relay calls [`reconnect`](Reconnect::reconnect) (bounded by
+/// [`RelayConfig::failover_deadline`]) and then [`switched`](Reconnect::switched) or
+/// [`gave_up`](Reconnect::gave_up).
+pub trait Reconnect<S> {
+    /// Whether this session may switch to another instance now (failover on for its route,
+    /// and switches left).
+    fn may_switch(&self) -> bool;
+    /// Opens a new service leg on another live instance (never the ones that failed for this
+    /// session), with the same path, query, headers and subprotocol.
+    ///
+    /// # Errors
+    /// [`Refused`] when no instance exists or none accepted.
+    fn reconnect(&mut self) -> impl std::future::Future<Output = Result<S, Refused>> + Send;
+    /// The session now runs on the leg the last `reconnect` returned; `cause` is why the old
+    /// one ended, `buffered_messages` / `buffered_bytes` what was held and delivered first.
+    fn switched(&mut self, cause: &str, buffered_messages: usize, buffered_bytes: usize);
+    /// The failover failed and the client is closed with `code` (after `cause`).
+    fn gave_up(&mut self, cause: &str, code: u16, reason: &str);
+}
+
+/// No failover: the session ends when its service leg does (`failover.mode = "close"`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFailover;
+
+impl<S: Send> Reconnect<S> for NoFailover {
+    fn may_switch(&self) -> bool {
+        false
+    }
+
+    async fn reconnect(&mut self) -> Result<S, Refused> {
+        Err(Refused {
+            code: CloseCode::Error,
+            reason: "failover is off".into(),
+        })
+    }
+
+    fn switched(&mut self, _: &str, _: usize, _: usize) {}
+
+    fn gave_up(&mut self, _: &str, _: u16, _: &str) {}
 }
 
 /// When a leg was last heard from (any frame), in milliseconds since the relay started.
@@ -323,7 +388,8 @@ where
 /// Relays between `client` and `service` until the session ends; returns how it ended.
 ///
 /// `shutdown` ends the session with 1001 "Going Away" on both legs. Counters are updated as
-/// messages pass (`*_in`: client → service, `*_out`: service → client).
+/// messages pass (`*_in`: client → service, `*_out`: service → client). Without failover;
+/// see [`relay_with_failover`].
 pub async fn relay<C, S>(
     client: C,
     service: S,
@@ -333,7 +399,261 @@ pub async fn relay<C, S>(
 ) -> Outcome
 where
     C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
+{
+    relay_with_failover(client, service, counters, cfg, shutdown, &mut NoFailover).await
+}
+
+/// Why the service leg ended, if that end allows a failover: a reset/EOF without a close
+/// frame or a transport error (`Gone` from the service), a failed write or a keepalive
+/// timeout towards the service (`DestGone` of the client's pump), or a close with 1001 Going
+/// Away / 1012 Service Restart (issue 6).
+fn failover_cause(side: Side, end: &End) -> Option<String> {
+    match (side, end) {
+        (Side::Service, End::Gone(cause)) | (Side::Client, End::DestGone(cause)) => {
+            Some(cause.clone())
+        }
+        (Side::Service, End::Close(Some(f)))
+            if matches!(f.code, CloseCode::Away | CloseCode::Restart) =>
+        {
+            Some(if f.reason.is_empty() {
+                format!("service closed with {}", u16::from(f.code))
+            } else {
+                format!(
+                    "service closed with {} {:?}",
+                    u16::from(f.code),
+                    f.reason.as_str()
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Why a failover stopped without a new leg.
+enum Stop {
+    /// No instance took the session: close the client with this.
+    Refused(Refused),
+    /// The client closed or went away meanwhile.
+    Client(Outcome),
+}
+
+/// How a failover ended.
+enum Failover<S> {
+    /// A new service leg, with the client messages to deliver to it first.
+    Switched(S, std::collections::VecDeque<Message>, usize),
+    /// The session is over.
+    Ended(Outcome),
+}
+
+/// Keeps the client leg open while `f` opens a new service leg: client data messages are
+/// buffered in order (up to `cfg.failover_buffer_bytes`), pings are answered, a close or
+/// the end of the client ends the session. The old service leg (`old`) gets its close answer
+/// flushed (when it sent a close) and is dropped meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn fail_over<CT, CR, S, F>(
+    c_tx: &mut CT,
+    c_rx: &mut CR,
+    old: (
+        futures_util::stream::SplitSink<S, Message>,
+        futures_util::stream::SplitStream<S>,
+    ),
+    answer_old: bool,
+    cause: &str,
+    f: &mut F,
+    counters: &Counters,
+    cfg: &RelayConfig,
+    shutdown: &CancellationToken,
+) -> Failover<S>
+where
+    CT: Sink<Message, Error = WsError> + Unpin,
+    CR: Stream<Item = Result<Message, WsError>> + Unpin,
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
+    F: Reconnect<S>,
+{
+    let limit = cfg.close_timeout;
+    let (mut old_tx, old_rx) = old;
+    let mut buffer = std::collections::VecDeque::new();
+    let mut buffered = 0usize;
+    let stop = {
+        let reconnect = async {
+            let release_old = async move {
+                if answer_old {
+                    send_close_answer(&mut old_tx, limit).await;
+                }
+                drop(old_tx);
+                drop(old_rx);
+            };
+            tokio::join!(release_old, f.reconnect()).1
+        };
+        let deadline = tokio::time::sleep(cfg.failover_deadline);
+        tokio::pin!(reconnect, deadline);
+        loop {
+            tokio::select! {
+                r = &mut reconnect => break r.map_err(Stop::Refused),
+                () = &mut deadline => break Err(Stop::Refused(Refused {
+                    code: CloseCode::Error,
+                    reason: format!(
+                        "no instance accepted the session within {:?}",
+                        cfg.failover_deadline
+                    ),
+                })),
+                () = shutdown.cancelled() => break Err(Stop::Refused(Refused {
+                    code: CloseCode::Away,
+                    reason: "gateway shutting down".into(),
+                })),
+                m = c_rx.next() => match m {
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                        counters.bytes_in.fetch_add(m.len() as u64, Ordering::Relaxed);
+                        buffered += m.len();
+                        if buffered > cfg.failover_buffer_bytes {
+                            break Err(Stop::Refused(Refused {
+                                code: CloseCode::Error,
+                                reason: format!(
+                                    "failover buffer of {} bytes full",
+                                    cfg.failover_buffer_bytes
+                                ),
+                            }));
+                        }
+                        buffer.push_back(m);
+                    }
+                    // Pings are answered by tungstenite; pongs are hop-by-hop.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(frame))) => {
+                        // The client leaves while we reconnect: answer it, end the session.
+                        send_close_answer(c_tx, limit).await;
+                        break Err(Stop::Client(Outcome {
+                            closed_by: Some(Side::Client),
+                            code: frame.as_ref().map(|f| u16::from(f.code)),
+                            reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                        }));
+                    }
+                    Some(Err(e)) => {
+                        let outcome = match classify_read_error(e) {
+                            End::Violation(code, why) => {
+                                let f = close_frame(code, &why);
+                                close_leg_ref(c_tx, c_rx, Some(f), limit).await;
+                                Outcome {
+                                    closed_by: Some(Side::Client),
+                                    code: Some(u16::from(code)),
+                                    reason: why,
+                                }
+                            }
+                            other => Outcome {
+                                closed_by: Some(Side::Client),
+                                code: None,
+                                reason: end_cause(other),
+                            },
+                        };
+                        break Err(Stop::Client(outcome));
+                    }
+                    None => break Err(Stop::Client(Outcome {
+                        closed_by: Some(Side::Client),
+                        code: None,
+                        reason: "connection ended without a close frame".into(),
+                    })),
+                },
+            }
+        }
+    };
+    match stop {
+        Ok(leg) => Failover::Switched(leg, buffer, buffered),
+        Err(Stop::Client(outcome)) => {
+            f.gave_up(
+                cause,
+                outcome.code.unwrap_or(1005),
+                "the client left during the failover",
+            );
+            Failover::Ended(outcome)
+        }
+        Err(Stop::Refused(refused)) => {
+            f.gave_up(cause, u16::from(refused.code), &refused.reason);
+            close_leg_ref(
+                c_tx,
+                c_rx,
+                Some(close_frame(refused.code, &refused.reason)),
+                limit,
+            )
+            .await;
+            Failover::Ended(Outcome {
+                closed_by: Some(Side::Service),
+                code: Some(u16::from(refused.code)),
+                reason: format!("{cause}; {}", refused.reason),
+            })
+        }
+    }
+}
+
+/// The description of an end that is not a close frame.
+fn end_cause(end: End) -> String {
+    match end {
+        End::Close(f) => f.map(|f| f.reason.to_string()).unwrap_or_default(),
+        End::Gone(c) | End::Violation(_, c) | End::DestGone(c) => c,
+        End::DestStuck => "not reading".into(),
+    }
+}
+
+/// [`close_leg`] on borrowed halves.
+async fn close_leg_ref<T, R>(tx: &mut T, rx: &mut R, frame: Option<CloseFrame>, limit: Duration)
+where
+    T: Sink<Message, Error = WsError> + Unpin,
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    send_close(tx, frame, limit).await;
+    await_close(rx, limit).await;
+}
+
+/// Sends the buffered client messages to a new service leg, in order. On a failed write,
+/// the unsent messages (the failed one first) stay in `buffer`.
+async fn deliver<T>(
+    tx: &mut T,
+    buffer: &mut std::collections::VecDeque<Message>,
+    write_timeout: Duration,
+) -> Result<(), End>
+where
+    T: Sink<Message, Error = WsError> + Unpin,
+{
+    while let Some(m) = buffer.pop_front() {
+        match tokio::time::timeout(write_timeout, tx.feed(m.clone())).await {
+            Err(_) => {
+                buffer.push_front(m);
+                return Err(End::DestGone("new instance is not reading".into()));
+            }
+            Ok(Err(e)) => {
+                buffer.push_front(m);
+                return Err(End::DestGone(e.to_string()));
+            }
+            Ok(Ok(())) => {}
+        }
+    }
+    match tokio::time::timeout(write_timeout, tx.flush()).await {
+        Err(_) => Err(End::DestGone("new instance is not reading".into())),
+        Ok(Err(e)) => Err(End::DestGone(e.to_string())),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// [`relay`] with session failover: when the service leg ends abnormally and `f` allows it,
+/// the client leg stays open while `f` opens a new service leg (issue 6); see [`Reconnect`].
+///
+/// What is preserved across a switch: the client connection, the order of the client's
+/// messages (those sent while reconnecting are held, up to
+/// [`RelayConfig::failover_buffer_bytes`], and delivered first). What is not: any state the old
+/// instance held, and messages the old instance had accepted (or that were being written to
+/// it) but not answered.
+pub async fn relay_with_failover<C, S, F>(
+    client: C,
+    service: S,
+    counters: &Counters,
+    cfg: &RelayConfig,
+    shutdown: &CancellationToken,
+    f: &mut F,
+) -> Outcome
+where
+    C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
+    F: Reconnect<S>,
 {
     let (mut c_tx, mut c_rx) = client.split();
     let (mut s_tx, mut s_rx) = service.split();
@@ -341,61 +661,101 @@ where
 
     let activity = Activity::new();
     let (client_heard, service_heard) = (Heard::new(activity.start), Heard::new(activity.start));
-    let first = {
-        let up = pump(
-            &mut c_rx,
-            &mut s_tx,
-            &counters.messages_in,
-            &counters.bytes_in,
-            &activity,
-            cfg.write_timeout,
-            PumpLiveness {
-                keepalive: cfg.keepalive,
-                src: &client_heard,
-                dst: &service_heard,
-            },
-        );
-        let down = pump(
-            &mut s_rx,
-            &mut c_tx,
-            &counters.messages_out,
-            &counters.bytes_out,
-            &activity,
-            cfg.write_timeout,
-            PumpLiveness {
-                keepalive: cfg.keepalive,
-                src: &service_heard,
-                dst: &client_heard,
-            },
-        );
-        tokio::select! {
-            e = up => Ok((Side::Client, e)),
-            e = down => Ok((Side::Service, e)),
-            () = shutdown.cancelled() => Err((CloseCode::Away, "gateway shutting down")),
-            () = activity.idle(cfg.idle_timeout) => Err((CloseCode::Normal, "idle timeout")),
-        }
-    };
+    let mut pending: Option<(Side, End)> = None;
+    loop {
+        let first = match pending.take() {
+            Some(e) => Ok(e),
+            None => {
+                let up = pump(
+                    &mut c_rx,
+                    &mut s_tx,
+                    &counters.messages_in,
+                    &counters.bytes_in,
+                    &activity,
+                    cfg.write_timeout,
+                    PumpLiveness {
+                        keepalive: cfg.keepalive,
+                        src: &client_heard,
+                        dst: &service_heard,
+                    },
+                );
+                let down = pump(
+                    &mut s_rx,
+                    &mut c_tx,
+                    &counters.messages_out,
+                    &counters.bytes_out,
+                    &activity,
+                    cfg.write_timeout,
+                    PumpLiveness {
+                        keepalive: cfg.keepalive,
+                        src: &service_heard,
+                        dst: &client_heard,
+                    },
+                );
+                tokio::select! {
+                    e = up => Ok((Side::Client, e)),
+                    e = down => Ok((Side::Service, e)),
+                    () = shutdown.cancelled() => Err((CloseCode::Away, "gateway shutting down")),
+                    () = activity.idle(cfg.idle_timeout) => Err((CloseCode::Normal, "idle timeout")),
+                }
+            }
+        };
 
-    let (side, end) = match first {
-        Ok(e) => e,
-        Err((code, reason)) => {
-            // The relay itself ends the session: both legs get the same close frame.
-            let f = close_frame(code, reason);
-            tokio::join!(
-                close_leg(c_tx, c_rx, Some(f.clone()), limit),
-                close_leg(s_tx, s_rx, Some(f), limit)
-            );
-            return Outcome {
-                closed_by: None,
-                code: Some(u16::from(code)),
-                reason: reason.into(),
-            };
+        if let Ok((side, end)) = &first {
+            if let Some(cause) = failover_cause(*side, end).filter(|_| f.may_switch()) {
+                let answer_old = matches!(end, End::Close(_));
+                match fail_over(
+                    &mut c_tx,
+                    &mut c_rx,
+                    (s_tx, s_rx),
+                    answer_old,
+                    &cause,
+                    f,
+                    counters,
+                    cfg,
+                    shutdown,
+                )
+                .await
+                {
+                    Failover::Ended(outcome) => return outcome,
+                    Failover::Switched(leg, mut buffer, bytes) => {
+                        let n = buffer.len();
+                        (s_tx, s_rx) = leg.split();
+                        service_heard.touch();
+                        let delivered = deliver(&mut s_tx, &mut buffer, cfg.write_timeout).await;
+                        f.switched(&cause, n, bytes);
+                        if let Err(e) = delivered {
+                            // The new instance failed at once: fail over again (the undelivered
+                            // messages are lost if that is not allowed).
+                            pending = Some((Side::Client, e));
+                        }
+                        continue;
+                    }
+                }
+            }
         }
-    };
 
-    match side {
-        Side::Client => finish(side, end, c_tx, c_rx, s_tx, s_rx, limit).await,
-        Side::Service => finish(side, end, s_tx, s_rx, c_tx, c_rx, limit).await,
+        let (side, end) = match first {
+            Ok(e) => e,
+            Err((code, reason)) => {
+                // The relay itself ends the session: both legs get the same close frame.
+                let f = close_frame(code, reason);
+                tokio::join!(
+                    close_leg(c_tx, c_rx, Some(f.clone()), limit),
+                    close_leg(s_tx, s_rx, Some(f), limit)
+                );
+                return Outcome {
+                    closed_by: None,
+                    code: Some(u16::from(code)),
+                    reason: reason.into(),
+                };
+            }
+        };
+
+        return match side {
+            Side::Client => finish(side, end, c_tx, c_rx, s_tx, s_rx, limit).await,
+            Side::Service => finish(side, end, s_tx, s_rx, c_tx, c_rx, limit).await,
+        };
     }
 }
 
@@ -740,6 +1100,7 @@ mod tests {
             idle_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(60),
             keepalive: None,
+            ..RelayConfig::default()
         }
     }
 
@@ -853,5 +1214,346 @@ mod tests {
         assert_eq!(o.closed_by, Some(Side::Client));
         assert!(o.reason.contains("keepalive"), "{}", o.reason);
         drop(client);
+    }
+}
+
+#[cfg(test)]
+mod failover_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::DuplexStream;
+    use tokio::sync::oneshot;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+
+    type Ws = WebSocketStream<DuplexStream>;
+
+    async fn pair() -> (Ws, Ws) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        (
+            WebSocketStream::from_raw_socket(a, Role::Server, None).await,
+            WebSocketStream::from_raw_socket(b, Role::Client, None).await,
+        )
+    }
+
+    /// Hands out prepared service legs, each once its gate opens; records the calls.
+    #[derive(Default)]
+    struct Fake {
+        legs: Vec<(Option<oneshot::Receiver<()>>, Result<Ws, Refused>)>,
+        max: u32,
+        switches: u32,
+        log: Arc<Mutex<Vec<String>>>,
+        /// Told when `reconnect` starts.
+        started: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    }
+
+    impl Reconnect<Ws> for Fake {
+        fn may_switch(&self) -> bool {
+            self.switches < self.max
+        }
+
+        async fn reconnect(&mut self) -> Result<Ws, Refused> {
+            if let Some(s) = &self.started {
+                let _ = s.send(());
+            }
+            if self.legs.is_empty() {
+                return Err(Refused {
+                    code: CloseCode::Again,
+                    reason: "no other live instance".into(),
+                });
+            }
+            let (gate, leg) = self.legs.remove(0);
+            if let Some(g) = gate {
+                let _ = g.await;
+            }
+            leg
+        }
+
+        fn switched(&mut self, cause: &str, n: usize, bytes: usize) {
+            self.switches += 1;
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("switched {n} {bytes} {cause}"));
+        }
+
+        fn gave_up(&mut self, cause: &str, code: u16, reason: &str) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("gave up {code} {reason} ({cause})"));
+        }
+    }
+
+    async fn next_data(ws: &mut Ws) -> Message {
+        loop {
+            match ws.next().await {
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return m,
+                Some(Ok(Message::Close(f))) => panic!("unexpected close {f:?}"),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => {
+                    let _ = ws.flush().await;
+                    return f;
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    fn spawn_relay(
+        c_leg: Ws,
+        s_leg: Ws,
+        f: Fake,
+        cfg: RelayConfig,
+    ) -> tokio::task::JoinHandle<(Outcome, u64)> {
+        spawn_counted(c_leg, s_leg, f, cfg, Arc::new(Counters::default()))
+    }
+
+    fn spawn_counted(
+        c_leg: Ws,
+        s_leg: Ws,
+        mut f: Fake,
+        cfg: RelayConfig,
+        counters: Arc<Counters>,
+    ) -> tokio::task::JoinHandle<(Outcome, u64)> {
+        tokio::spawn(async move {
+            let token = CancellationToken::new();
+            let o = relay_with_failover(c_leg, s_leg, &counters, &cfg, &token, &mut f).await;
+            (o, counters.messages_in.load(Ordering::Relaxed))
+        })
+    }
+
+    /// Kills the first instance (`how`), sends numbered messages while the second one is
+    /// still handshaking, and checks they all arrive there in order, followed by live traffic.
+    async fn moves_to_the_second_instance(kill: impl FnOnce(Ws) -> tokio::task::JoinHandle<()>) {
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, mut s1) = pair().await;
+        let (s2_leg, mut s2) = pair().await;
+        let (open, gate) = oneshot::channel();
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let f = Fake {
+            legs: vec![(Some(gate), Ok(s2_leg))],
+            max: 3,
+            log: Arc::clone(&log),
+            started: Some(started_tx),
+            ..Fake::default()
+        };
+        let counters = Arc::new(Counters::default());
+        let relay = spawn_counted(
+            c_leg,
+            s1_leg,
+            f,
+            RelayConfig::default(),
+            Arc::clone(&counters),
+        );
+        client.send(Message::text("0")).await.unwrap();
+        assert_eq!(next_data(&mut s1).await, Message::text("0"));
+        let killed = kill(s1);
+        killed.await.unwrap();
+        started.recv().await.unwrap();
+        // The relay is now reconnecting (the gate is closed): these are buffered.
+        for i in 1..=50 {
+            client.send(Message::text(i.to_string())).await.unwrap();
+        }
+        while counters.messages_in.load(Ordering::Relaxed) < 51 {
+            tokio::task::yield_now().await;
+        }
+        let _ = open.send(());
+        for i in 1..=50 {
+            assert_eq!(next_data(&mut s2).await, Message::text(i.to_string()));
+        }
+        client.send(Message::text("51")).await.unwrap();
+        assert_eq!(next_data(&mut s2).await, Message::text("51"));
+        s2.send(Message::text("from 2")).await.unwrap();
+        assert_eq!(next_data(&mut client).await, Message::text("from 2"));
+        client.send(Message::Close(None)).await.unwrap();
+        assert_eq!(next_close(&mut s2).await, None);
+        let (o, messages_in) = relay.await.unwrap();
+        assert_eq!((o.closed_by, o.code), (Some(Side::Client), None));
+        assert_eq!(messages_in, 52);
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].starts_with("switched 50 91 "), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_session_moves_when_its_instance_vanishes() {
+        moves_to_the_second_instance(|s1| {
+            tokio::spawn(async move {
+                drop(s1);
+            })
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_session_moves_when_its_instance_closes_with_1001_or_1012() {
+        for code in [CloseCode::Away, CloseCode::Restart] {
+            moves_to_the_second_instance(move |mut s1| {
+                tokio::spawn(async move {
+                    s1.send(Message::Close(Some(close_frame(code, "restarting"))))
+                        .await
+                        .unwrap();
+                    // The relay answers the close of the old instance.
+                    while let Some(Ok(m)) = s1.next().await {
+                        if m.is_close() {
+                            return;
+                        }
+                    }
+                    panic!("no close answer from the relay");
+                })
+            })
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_normal_close_or_failover_off_ends_the_session_as_before() {
+        // 1000 from the service is not a failure: it reaches the client.
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, mut s1) = pair().await;
+        let (s2_leg, _s2) = pair().await;
+        let f = Fake {
+            legs: vec![(None, Ok(s2_leg))],
+            max: 3,
+            ..Fake::default()
+        };
+        let relay = spawn_relay(c_leg, s1_leg, f, RelayConfig::default());
+        s1.send(Message::Close(Some(close_frame(CloseCode::Normal, "done"))))
+            .await
+            .unwrap();
+        assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 1000);
+        assert_eq!(relay.await.unwrap().0.code, Some(1000));
+
+        // No switches left (failover off): an abnormal end closes the client with 1011.
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, s1) = pair().await;
+        let (s2_leg, _s2) = pair().await;
+        let f = Fake {
+            legs: vec![(None, Ok(s2_leg))],
+            max: 0,
+            ..Fake::default()
+        };
+        let relay = spawn_relay(c_leg, s1_leg, f, RelayConfig::default());
+        drop(s1);
+        let close = next_close(&mut client).await.unwrap();
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (1011, "service connection lost")
+        );
+        assert_eq!(relay.await.unwrap().0.code, Some(1011));
+    }
+
+    #[tokio::test]
+    async fn no_instance_left_closes_the_client_with_1013() {
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, s1) = pair().await;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let f = Fake {
+            max: 3,
+            log: Arc::clone(&log),
+            ..Fake::default()
+        };
+        let relay = spawn_relay(c_leg, s1_leg, f, RelayConfig::default());
+        drop(s1);
+        let close = next_close(&mut client).await.unwrap();
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (1013, "no other live instance")
+        );
+        let (o, _) = relay.await.unwrap();
+        assert_eq!((o.closed_by, o.code), (Some(Side::Service), Some(1013)));
+        assert!(log.lock().unwrap()[0].starts_with("gave up 1013"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_instance_accepting_before_the_deadline_closes_with_1011() {
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, s1) = pair().await;
+        let (s2_leg, _s2) = pair().await;
+        let (_never, gate) = oneshot::channel();
+        let f = Fake {
+            legs: vec![(Some(gate), Ok(s2_leg))],
+            max: 3,
+            ..Fake::default()
+        };
+        let cfg = RelayConfig {
+            failover_deadline: Duration::from_secs(10),
+            ..RelayConfig::default()
+        };
+        let started = tokio::time::Instant::now();
+        let relay = spawn_relay(c_leg, s1_leg, f, cfg);
+        drop(s1);
+        let close = next_close(&mut client).await.unwrap();
+        assert_eq!(u16::from(close.code), 1011);
+        assert!(close.reason.contains("within 10s"), "{}", close.reason);
+        assert!(started.elapsed() >= Duration::from_secs(10));
+        assert_eq!(relay.await.unwrap().0.code, Some(1011));
+    }
+
+    #[tokio::test]
+    async fn a_full_failover_buffer_closes_with_1011() {
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, s1) = pair().await;
+        let (s2_leg, _s2) = pair().await;
+        let (_never, gate) = oneshot::channel();
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let f = Fake {
+            legs: vec![(Some(gate), Ok(s2_leg))],
+            max: 3,
+            started: Some(started_tx),
+            ..Fake::default()
+        };
+        let cfg = RelayConfig {
+            failover_buffer_bytes: 1000,
+            ..RelayConfig::default()
+        };
+        let relay = spawn_relay(c_leg, s1_leg, f, cfg);
+        drop(s1);
+        started.recv().await.unwrap();
+        // 10 × 100 bytes fit; the 11th does not.
+        for _ in 0..11 {
+            client.send(Message::binary(vec![7u8; 100])).await.unwrap();
+        }
+        let close = next_close(&mut client).await.unwrap();
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (1011, "failover buffer of 1000 bytes full")
+        );
+        assert_eq!(relay.await.unwrap().0.code, Some(1011));
+    }
+
+    #[tokio::test]
+    async fn the_switch_limit_is_respected() {
+        let (c_leg, mut client) = pair().await;
+        let (s1_leg, s1) = pair().await;
+        let (s2_leg, s2) = pair().await;
+        let (s3_leg, _s3) = pair().await;
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let f = Fake {
+            legs: vec![(None, Ok(s2_leg)), (None, Ok(s3_leg))],
+            max: 1,
+            started: Some(started_tx),
+            ..Fake::default()
+        };
+        let relay = spawn_relay(c_leg, s1_leg, f, RelayConfig::default());
+        drop(s1);
+        started.recv().await.unwrap();
+        client.send(Message::text("x")).await.unwrap();
+        let mut s2 = s2;
+        assert_eq!(next_data(&mut s2).await, Message::text("x"));
+        drop(s2);
+        assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 1011);
+        relay.await.unwrap();
     }
 }

@@ -1,0 +1,184 @@
+//! Session failover (issue 6): the proxy's side of [`relay::Reconnect`](super::relay::Reconnect).
+//!
+//! When the relay reports that a session's service leg ended abnormally, [`SessionFailover`]
+//! looks the client's path up again in the current routing table (so instances registered
+//! since the session started count), and tries the live (`UP`) instances of the service in
+//! round-robin order, skipping every instance that already failed for this session. The new
+//! upstream request has the same path, query, forwarded headers and, when one was
+//! negotiated, offers exactly the negotiated subprotocol (an instance that does not accept it
+//! is skipped). Each switch updates the session's entry in `/application/websockets`
+//! (`instanceId`, `serviceUrl`, `failovers`), is logged and is counted in
+//! `wsrelay_session_failovers_total`.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::handshake::{self, ClientSide, Ws};
+use super::relay::{Reconnect, Refused};
+use super::{Settings, Shared};
+use crate::metrics::FailoverLabels;
+use crate::routing::FailoverMode;
+use crate::sessions::{SessionInfo, Upstream};
+
+/// The failover state of one session (see the module doc).
+pub struct SessionFailover {
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+    session: Arc<SessionInfo>,
+    /// Whether the session's route (or the agent's default) says `reconnect`.
+    enabled: bool,
+    /// Switches done so far.
+    switches: u32,
+    /// Instance ids that failed for this session (never tried again).
+    failed: Vec<String>,
+    /// The path and query the client asked for.
+    path: String,
+    query: Option<String>,
+    /// The client's request headers (forwarded as on the first connect).
+    headers: HeaderMap,
+    /// The negotiated subprotocol, offered alone to the next instance.
+    offered: Vec<String>,
+    client: ClientSide,
+    /// The instance the last `reconnect` connected to.
+    next: Option<Upstream>,
+}
+
+impl SessionFailover {
+    /// The failover state of a session on a route whose mode is `mode` (route metadata, or the
+    /// agent's `failover.mode`). `headers` are the client's request headers; `subprotocol` the
+    /// one the first instance chose.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: Arc<Shared>,
+        settings: Arc<Settings>,
+        session: Arc<SessionInfo>,
+        mode: FailoverMode,
+        path: String,
+        query: Option<String>,
+        headers: HeaderMap,
+        subprotocol: Option<String>,
+        client: ClientSide,
+    ) -> SessionFailover {
+        SessionFailover {
+            shared,
+            settings,
+            session,
+            enabled: mode == FailoverMode::Reconnect,
+            switches: 0,
+            failed: Vec::new(),
+            path,
+            query,
+            headers,
+            offered: subprotocol.into_iter().collect(),
+            client,
+            next: None,
+        }
+    }
+
+    fn count(&self, result: &'static str) {
+        let labels = FailoverLabels {
+            service: self.session.service_id.clone(),
+            result,
+        };
+        self.shared
+            .metrics
+            .proxy
+            .failovers
+            .get_or_create(&labels)
+            .inc();
+    }
+}
+
+impl Reconnect<Ws> for SessionFailover {
+    fn may_switch(&self) -> bool {
+        self.enabled && self.switches < self.settings.failover.max_attempts
+    }
+
+    async fn reconnect(&mut self) -> Result<Ws, Refused> {
+        let current = self.session.upstream().instance_id;
+        if !self.failed.contains(&current) {
+            self.failed.push(current);
+        }
+        let s = &self.session;
+        let table = self.shared.routes.load_full();
+        let resolved = table
+            .resolve(&self.path, self.query.as_deref())
+            .map_err(|e| Refused {
+                code: CloseCode::Again,
+                reason: format!("the route is gone: {e}"),
+            })?;
+        let service = &resolved.service;
+        let candidates: Vec<_> = service
+            .candidates(usize::MAX)
+            .filter(|ep| !self.failed.contains(&ep.instance_id))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return Err(Refused {
+                code: CloseCode::Again,
+                reason: format!("no other live instance of {}", service.service_id),
+            });
+        }
+        let mut last = String::new();
+        for ep in candidates {
+            let attempt = handshake::connect(
+                &ep,
+                &service.service_id,
+                &resolved.upstream_path,
+                &self.headers,
+                &self.offered,
+                self.client,
+                &self.settings.upstream,
+            )
+            .await;
+            let cause = match attempt {
+                Ok(c)
+                    if c.protocol.as_ref().map(|p| p.as_bytes())
+                        == self.offered.first().map(|p| p.as_bytes()) =>
+                {
+                    self.next = Some(Upstream {
+                        instance_id: ep.instance_id.clone(),
+                        service_url: handshake::upstream_url(&ep, &resolved.upstream_path),
+                    });
+                    return Ok(c.ws);
+                }
+                Ok(_) => "it did not accept the session's subprotocol".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(session = %s.id, service = %service.service_id, instance = %ep.instance_id, cause = %cause, "failover attempt failed; trying the next instance");
+            self.failed.push(ep.instance_id.clone());
+            last = cause;
+        }
+        Err(Refused {
+            code: CloseCode::Error,
+            reason: format!("no instance of {} accepted: {last}", service.service_id),
+        })
+    }
+
+    fn switched(&mut self, cause: &str, buffered_messages: usize, buffered_bytes: usize) {
+        let Some(to) = self.next.take() else {
+            return;
+        };
+        self.switches += 1;
+        let to_instance = to.instance_id.clone();
+        let from = self.session.switch_upstream(to);
+        self.count("switched");
+        tracing::info!(
+            session = %self.session.id, service = %self.session.service_id,
+            from = %from.instance_id, to = %to_instance, cause = %cause,
+            buffered_messages, buffered_bytes, failovers = self.switches,
+            "session failed over to another instance"
+        );
+    }
+
+    fn gave_up(&mut self, cause: &str, code: u16, reason: &str) {
+        self.count("failed");
+        tracing::warn!(
+            session = %self.session.id, service = %self.session.service_id,
+            instance = %self.session.upstream().instance_id, cause = %cause, close_code = code,
+            reason = %reason, "session failover failed"
+        );
+    }
+}
