@@ -1236,10 +1236,13 @@ mod failover_tests {
         )
     }
 
+    /// Opens when the test says so (`None`: open).
+    type Gate = Option<oneshot::Receiver<()>>;
+
     /// Hands out prepared service legs, each once its gate opens; records the calls.
     #[derive(Default)]
     struct Fake {
-        legs: Vec<(Option<oneshot::Receiver<()>>, Result<Ws, Refused>)>,
+        legs: Vec<(Gate, Result<Ws, Refused>)>,
         max: u32,
         switches: u32,
         log: Arc<Mutex<Vec<String>>>,
