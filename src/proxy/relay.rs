@@ -476,20 +476,22 @@ where
     let mut buffer = std::collections::VecDeque::new();
     let mut buffered = 0usize;
     let stop = {
-        let reconnect = async {
-            let release_old = async move {
-                if answer_old {
-                    send_close_answer(&mut old_tx, limit).await;
-                }
-                drop(old_tx);
-                drop(old_rx);
-            };
-            tokio::join!(release_old, f.reconnect()).1
+        // The old leg's close answer is flushed while the new leg connects; it is abandoned
+        // (the connection dropped) if the new leg is ready first.
+        let release_old = async move {
+            if answer_old {
+                send_close_answer(&mut old_tx, limit).await;
+            }
+            drop(old_tx);
+            drop(old_rx);
         };
+        let reconnect = f.reconnect();
         let deadline = tokio::time::sleep(cfg.failover_deadline);
-        tokio::pin!(reconnect, deadline);
+        tokio::pin!(release_old, reconnect, deadline);
+        let mut released = false;
         loop {
             tokio::select! {
+                () = &mut release_old, if !released => released = true,
                 r = &mut reconnect => break r.map_err(Stop::Refused),
                 () = &mut deadline => break Err(Stop::Refused(Refused {
                     code: CloseCode::Error,

@@ -95,6 +95,10 @@ pub struct ServiceOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Accept TCP but never answer.
     pub silent: bool,
+    /// Told each time a TCP connection is accepted (before the WebSocket handshake).
+    pub accepted: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    /// Each handshake waits for a permit of this semaphore (taken and not returned).
+    pub hold: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A test WebSocket service: echoes text/binary; the text `close:CODE:REASON` makes it close
@@ -103,6 +107,8 @@ pub struct TestService {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<SeenRequest>>>,
     pub closes: Closes,
+    /// Every text message received, in order, over all connections.
+    pub received: Arc<Mutex<Vec<String>>>,
     token: CancellationToken,
 }
 
@@ -118,8 +124,10 @@ impl TestService {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let closes = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(Mutex::new(Vec::new()));
         let token = CancellationToken::new();
         let (rq, cl, tk) = (requests.clone(), closes.clone(), token.clone());
+        let rx = received.clone();
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = tokio::select! {
@@ -127,7 +135,17 @@ impl TestService {
                     a = listener.accept() => a.unwrap(),
                 };
                 let (opts, rq, cl, tk) = (opts.clone(), rq.clone(), cl.clone(), tk.clone());
+                let rx = rx.clone();
                 tokio::spawn(async move {
+                    if let Some(a) = &opts.accepted {
+                        let _ = a.send(());
+                    }
+                    if let Some(h) = &opts.hold {
+                        tokio::select! {
+                            () = tk.cancelled() => return,
+                            p = h.acquire() => p.unwrap().forget(),
+                        }
+                    }
                     if opts.silent {
                         tk.cancelled().await;
                         drop(tcp);
@@ -139,9 +157,9 @@ impl TestService {
                                 .accept(tcp)
                                 .await
                                 .unwrap();
-                            serve_ws(tls, opts, rq, cl, tk).await
+                            serve_ws(tls, opts, rq, cl, rx, tk).await
                         }
-                        None => serve_ws(tcp, opts, rq, cl, tk).await,
+                        None => serve_ws(tcp, opts, rq, cl, rx, tk).await,
                     }
                 });
             }
@@ -150,6 +168,7 @@ impl TestService {
             addr,
             requests,
             closes,
+            received,
             token,
         }
     }
@@ -179,6 +198,7 @@ async fn serve_ws<S>(
     opts: ServiceOptions,
     rq: Arc<Mutex<Vec<SeenRequest>>>,
     cl: Closes,
+    rx: Arc<Mutex<Vec<String>>>,
     tk: CancellationToken,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -250,6 +270,9 @@ async fn serve_ws<S>(
                 return;
             }
             Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                if let Message::Text(t) = &m {
+                    rx.lock().unwrap().push(t.to_string());
+                }
                 if ws.send(m).await.is_err() {
                     return;
                 }
@@ -275,6 +298,8 @@ pub struct Inst {
     pub secure: bool,
     pub status: &'static str,
     pub routes: Vec<(&'static str, &'static str, &'static str)>,
+    /// Further metadata entries (key, value), e.g. `apiml.routes.ws__v1.failover`.
+    pub metadata: Vec<(String, String)>,
 }
 
 impl Inst {
@@ -286,6 +311,7 @@ impl Inst {
             secure: false,
             status: "UP",
             routes: vec![("ws__v1", "ws/v1", "/discoverableclient/ws")],
+            metadata: Vec::new(),
         }
     }
 }
@@ -313,6 +339,9 @@ pub fn registry_xml(instances: &[Inst]) -> String {
                 out.push_str(&format!(
                     "<apiml.routes.{name}.gatewayUrl>{g}</apiml.routes.{name}.gatewayUrl><apiml.routes.{name}.serviceUrl>{s}</apiml.routes.{name}.serviceUrl>"
                 ));
+            }
+            for (k, v) in &i.metadata {
+                out.push_str(&format!("<{k}>{v}</{k}>"));
             }
             out.push_str("</metadata></instance>");
         }
