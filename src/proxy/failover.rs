@@ -123,7 +123,7 @@ impl Reconnect<Ws> for SessionFailover {
         }
         let mut last = String::new();
         for ep in candidates {
-            let attempt = handshake::connect(
+            let attempt = Box::pin(handshake::connect(
                 &ep,
                 &service.service_id,
                 &resolved.upstream_path,
@@ -131,7 +131,7 @@ impl Reconnect<Ws> for SessionFailover {
                 &self.offered,
                 self.client,
                 &self.settings.upstream,
-            )
+            ))
             .await;
             let cause = match attempt {
                 Ok(c)

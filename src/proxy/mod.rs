@@ -277,7 +277,9 @@ async fn open_session(
                     s.subprotocol.clone(),
                     client,
                 );
-                relay::relay_with_failover(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown, &mut f).await
+                // Boxed: the failover machinery (a whole upstream handshake) must not grow
+                // the task of every session that does not use it.
+                Box::pin(relay::relay_with_failover(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown, &mut f)).await
             }
         };
         s.counters.sync(metrics);
