@@ -47,6 +47,14 @@ async fn wait_messages_in(agent: &TestAgent, n: u64) {
     panic!("messagesIn never reached {n}: {}", session(agent).await);
 }
 
+/// Opens a session on `path` (with `headers`) and checks that it echoes.
+async fn open_echoing(agent: &TestAgent, path: &str) -> Client {
+    let (mut ws, _) = agent.connect(path, &[]).await.unwrap();
+    ws.send(Message::text("0")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "0");
+    ws
+}
+
 fn two_instances(p1: u16, p2: u16, route_failover: Option<&str>) -> String {
     let mut a = Inst::new("DISCOVERABLECLIENT", "dc-1", p1);
     let mut b = Inst::new("DISCOVERABLECLIENT", "dc-2", p2);
@@ -76,12 +84,7 @@ async fn a_killed_instance_hands_the_session_to_the_next_one_with_buffered_messa
         "",
     )
     .await;
-    let (mut ws, _) = agent
-        .connect("/ws/v1/discoverableclient/chat?room=1", &[])
-        .await
-        .unwrap();
-    ws.send(Message::text("0")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "0");
+    let mut ws = open_echoing(&agent, "/ws/v1/discoverableclient/chat?room=1").await;
     let s = session(&agent).await;
     assert_eq!(
         (s["instanceId"].as_str(), s["failovers"].as_u64()),
@@ -196,12 +199,7 @@ async fn without_failover_a_killed_instance_closes_the_client_with_1011() {
         "[failover]\nmode = \"reconnect\"\n",
     )
     .await;
-    let (mut ws, _) = agent
-        .connect("/ws/v1/discoverableclient/x", &[])
-        .await
-        .unwrap();
-    ws.send(Message::text("0")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "0");
+    let mut ws = open_echoing(&agent, "/ws/v1/discoverableclient/x").await;
     first.kill();
     assert_eq!(
         read_close(&mut ws).await,
@@ -218,12 +216,7 @@ async fn no_instance_left_closes_the_client_with_1013() {
         "[failover]\nmode = \"reconnect\"\n",
     )
     .await;
-    let (mut ws, _) = agent
-        .connect("/ws/v1/discoverableclient/x", &[])
-        .await
-        .unwrap();
-    ws.send(Message::text("0")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "0");
+    let mut ws = open_echoing(&agent, "/ws/v1/discoverableclient/x").await;
     only.kill();
     let (code, reason) = read_close(&mut ws).await.unwrap();
     assert_eq!(code, 1013, "{reason}");

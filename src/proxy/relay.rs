@@ -925,7 +925,7 @@ mod tests {
         RelayConfig::default()
     }
 
-    async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
+    pub(super) async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Close(f))) => {
@@ -1221,6 +1221,7 @@ mod tests {
 
 #[cfg(test)]
 mod failover_tests {
+    use super::tests::next_close;
     use super::*;
     use std::sync::{Arc, Mutex};
     use tokio::io::DuplexStream;
@@ -1301,17 +1302,13 @@ mod failover_tests {
         }
     }
 
-    async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(f))) => {
-                    let _ = ws.flush().await;
-                    return f;
-                }
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
+    /// Reads the client's close frame and checks its code and reason.
+    async fn expect_close(client: &mut Ws, code: u16, reason: &str) {
+        let close = next_close(client).await.unwrap();
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (code, reason)
+        );
     }
 
     fn spawn_relay(
@@ -1451,11 +1448,7 @@ mod failover_tests {
         };
         let relay = spawn_relay(c_leg, s1_leg, f, RelayConfig::default());
         drop(s1);
-        let close = next_close(&mut client).await.unwrap();
-        assert_eq!(
-            (u16::from(close.code), close.reason.as_str()),
-            (1011, "service connection lost")
-        );
+        expect_close(&mut client, 1011, "service connection lost").await;
         assert_eq!(relay.await.unwrap().0.code, Some(1011));
     }
 
@@ -1471,11 +1464,7 @@ mod failover_tests {
         };
         let relay = spawn_relay(c_leg, s1_leg, f, RelayConfig::default());
         drop(s1);
-        let close = next_close(&mut client).await.unwrap();
-        assert_eq!(
-            (u16::from(close.code), close.reason.as_str()),
-            (1013, "no other live instance")
-        );
+        expect_close(&mut client, 1013, "no other live instance").await;
         let (o, _) = relay.await.unwrap();
         assert_eq!((o.closed_by, o.code), (Some(Side::Service), Some(1013)));
         assert!(log.lock().unwrap()[0].starts_with("gave up 1013"));
@@ -1530,11 +1519,7 @@ mod failover_tests {
         for _ in 0..11 {
             client.send(Message::binary(vec![7u8; 100])).await.unwrap();
         }
-        let close = next_close(&mut client).await.unwrap();
-        assert_eq!(
-            (u16::from(close.code), close.reason.as_str()),
-            (1011, "failover buffer of 1000 bytes full")
-        );
+        expect_close(&mut client, 1011, "failover buffer of 1000 bytes full").await;
         assert_eq!(relay.await.unwrap().0.code, Some(1011));
     }
 
