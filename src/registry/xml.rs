@@ -21,6 +21,8 @@ use quick_xml::Reader;
 
 use super::{ActionType, Application, DecodeError, Instance, PortInfo, Snapshot, Status};
 
+mod fast;
+
 /// Maximum element nesting depth. A Eureka document needs 5 (`applications` → `application` →
 /// `instance` → `leaseInfo`/`metadata` → field); anything deeper than this is rejected.
 pub const MAX_DEPTH: usize = 64;
@@ -66,6 +68,18 @@ pub const MAX_DEPTH: usize = 64;
 /// value is invalid (a port outside `0..=65535`, a non-integer timestamp, an element inside a
 /// text field). Never panics.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    // The plain, well-formed form every Eureka server sends is decoded by a byte scanner; any
+    // other input (including every malformed one) goes through the full decoder, so results
+    // and errors are those of the full decoder.
+    if let Some(snapshot) = fast::decode(bytes) {
+        return Ok(snapshot);
+    }
+    decode_full(bytes)
+}
+
+/// The full decoder: a state machine over `quick-xml` events. Decodes every input that
+/// [`decode`] accepts, to the same result.
+fn decode_full(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let mut parser = Parser::new(bytes);
     let (root, empty) = parser.root()?;
     let snapshot = match root.local_name().as_ref() {
