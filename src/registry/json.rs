@@ -14,6 +14,7 @@
 //! allocating, and unknown fields are skipped without being materialised, though still
 //! subject to `serde_json`'s recursion limit.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -910,13 +911,14 @@ impl<'de> Deserialize<'de> for Metadata {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
                 let mut out = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value = map.next_value::<MetaValue>()?;
+                while let Some(MetaKey(key)) = map.next_key::<MetaKey<'de>>()? {
                     if key == CLASS_MARKER {
+                        // Accepts what `MetaValue` accepts, without keeping it.
+                        map.next_value::<Skip>()?;
                         continue;
                     }
-                    if let Some(value) = value.0 {
-                        out.insert(key, value);
+                    if let Some(value) = map.next_value::<MetaValue>()?.0 {
+                        out.insert(key.into_owned(), value);
                     }
                 }
                 Ok(Metadata(out))
@@ -924,6 +926,38 @@ impl<'de> Deserialize<'de> for Metadata {
         }
 
         deserializer.deserialize_any(MetadataVisitor)
+    }
+}
+
+/// A metadata key, borrowed from the input when it has no escapes (so that a dropped key such
+/// as `@class` costs no allocation).
+struct MetaKey<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MetaKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaKeyVisitor;
+
+        impl<'de> Visitor<'de> for MetaKeyVisitor {
+            type Value = MetaKey<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a metadata key")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MetaKey(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MetaKey(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MetaKey(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(MetaKeyVisitor)
     }
 }
 
