@@ -287,9 +287,9 @@ impl RouteTable {
                     };
                     if let Some(p) = pending.get_mut(slot) {
                         match kind {
-                            "gatewayUrl" => p.1 = Some(v),
-                            "serviceUrl" => p.2 = Some(v),
-                            "failover" => p.3 = Some(v),
+                            "gatewayUrl" => p.1 = Some(&**v),
+                            "serviceUrl" => p.2 = Some(&**v),
+                            "failover" => p.3 = Some(&**v),
                             _ => {}
                         }
                     }
@@ -565,9 +565,9 @@ mod tests {
         };
         for (n, g, s) in routes {
             i.metadata
-                .insert(format!("apiml.routes.{n}.gatewayUrl"), (*g).into());
+                .insert(format!("apiml.routes.{n}.gatewayUrl").into(), (*g).into());
             i.metadata
-                .insert(format!("apiml.routes.{n}.serviceUrl"), (*s).into());
+                .insert(format!("apiml.routes.{n}.serviceUrl").into(), (*s).into());
         }
         i
     }

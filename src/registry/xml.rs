@@ -15,10 +15,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
+use super::model::Interner;
 use super::{ActionType, Application, DecodeError, Instance, PortInfo, Snapshot, Status};
 
 mod fast;
@@ -111,12 +113,13 @@ fn decode_full(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     Ok(snapshot)
 }
 
-/// The streaming decoder: a `quick-xml` reader over the input, the current element depth and a
-/// scratch buffer for assembling text values.
+/// The streaming decoder: a `quick-xml` reader over the input, the current element depth, a
+/// scratch buffer for assembling text values and the metadata string interner.
 struct Parser<'a> {
     reader: Reader<&'a [u8]>,
     depth: usize,
     text: String,
+    interner: Interner,
 }
 
 impl<'a> Parser<'a> {
@@ -130,6 +133,7 @@ impl<'a> Parser<'a> {
             reader,
             depth: 0,
             text: String::new(),
+            interner: Interner::default(),
         }
     }
 
@@ -451,7 +455,7 @@ impl<'a> Parser<'a> {
     /// `<metadata>`: one element per entry, names unescaped as XStream does; `@class` dropped.
     fn metadata(
         &mut self,
-        out: &mut BTreeMap<String, String>,
+        out: &mut BTreeMap<Arc<str>, Arc<str>>,
         empty: bool,
     ) -> Result<(), DecodeError> {
         if empty {
@@ -463,7 +467,7 @@ impl<'a> Parser<'a> {
                 .map_err(|_| self.error("metadata element name is not valid UTF-8"))?;
             let key = xstream_decode_name(raw).into_owned();
             if self.read_text(&key, empty, true)? && key != "@class" {
-                out.insert(key, self.text.trim().to_owned());
+                out.insert(self.interner.get(&key), self.interner.get(self.text.trim()));
             }
         }
         Ok(())
@@ -584,11 +588,7 @@ mod tests {
                    <f x='1'><g/></f></metadata></instance>";
         let snap = decode(xml.as_bytes()).unwrap();
         let inst = &snap.applications[0].instances[0];
-        let keys: Vec<_> = inst
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let keys: Vec<_> = inst.metadata.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(keys, [("d", ""), ("e", "2")]);
         assert_eq!(inst.instance_id, "h");
     }

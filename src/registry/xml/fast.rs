@@ -17,7 +17,9 @@
 //! [`super::decode`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use super::super::model::Interner;
 use super::super::{ActionType, Application, Instance, PortInfo, Snapshot, Status};
 use super::{xstream_decode_name, MAX_DEPTH};
 
@@ -49,6 +51,8 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Snapshot> {
         pos: 0,
         depth: 0,
         stack: Vec::new(),
+        interner: Interner::default(),
+        previous: Vec::new(),
     };
     s.prolog()?;
     let (root, empty) = match s.tag()? {
@@ -108,13 +112,16 @@ fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_'
 }
 
-/// The scanner state: the input, the position, the element depth and a reusable stack of open
-/// element names for skipping.
+/// The scanner state: the input, the position, the element depth, a reusable stack of open
+/// element names for skipping, the metadata string interner, and the metadata entries last
+/// seen at each position (raw name, raw value, shared key, shared value).
 struct Scanner<'a> {
     s: &'a str,
     pos: usize,
     depth: usize,
     stack: Vec<&'a str>,
+    interner: Interner,
+    previous: Vec<(&'a str, &'a str, Arc<str>, Arc<str>)>,
 }
 
 impl<'a> Scanner<'a> {
@@ -147,6 +154,9 @@ impl<'a> Scanner<'a> {
     #[inline]
     fn text(&mut self) -> Option<&'a str> {
         let rest = self.s.as_bytes().get(self.pos..)?;
+        if rest.first() == Some(&b'<') {
+            return Some("");
+        }
         let i = memchr::memchr2(b'<', b'&', rest)?;
         if rest.get(i) != Some(&b'<') {
             return None;
@@ -429,16 +439,34 @@ impl<'a> Scanner<'a> {
         Some(PortInfo { port, enabled })
     }
 
-    fn metadata(&mut self, out: &mut BTreeMap<String, String>, empty: bool) -> Option<()> {
+    fn metadata(&mut self, out: &mut BTreeMap<Arc<str>, Arc<str>>, empty: bool) -> Option<()> {
         if empty {
             return Some(());
         }
+        let mut index = 0;
         while let Next::Child(name, _, empty) = self.next("metadata")? {
             let value = self.leaf(name, empty)?;
-            let key = xstream_decode_name(name);
-            if key != "@class" {
-                out.insert(key.into_owned(), value.to_owned());
-            }
+            // The instances of a service usually repeat the same entries in the same order:
+            // reuse the shared strings of the previous instance's entry at this position when
+            // its raw name and value are the same, without hashing.
+            let (key, value) = match self.previous.get(index) {
+                Some(p) if p.0 == name && p.1 == value => (Arc::clone(&p.2), Arc::clone(&p.3)),
+                _ => {
+                    let key = xstream_decode_name(name);
+                    if key == "@class" {
+                        continue;
+                    }
+                    let shared = (self.interner.get(&key), self.interner.get(value));
+                    let entry = (name, value, shared.0.clone(), shared.1.clone());
+                    match self.previous.get_mut(index) {
+                        Some(p) => *p = entry,
+                        None => self.previous.push(entry),
+                    }
+                    shared
+                }
+            };
+            index += 1;
+            out.insert(key, value);
         }
         Some(())
     }
