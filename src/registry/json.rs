@@ -1092,6 +1092,30 @@ mod tests {
     }
 
     #[test]
+    fn equal_metadata_is_shared_between_instances() {
+        let s = decode(
+            br#"{"application":{"name":"A","instance":[
+                {"hostName":"a","metadata":{"k":"v","n":1,"e":"x\u0041"}},
+                {"hostName":"b","metadata":{"k":"v","n":1,"e":"xA"}},
+                {"hostName":"c","metadata":{"n":1,"k":"v"}}]}}"#,
+        )
+        .unwrap();
+        let m: Vec<_> = s.applications[0]
+            .instances
+            .iter()
+            .map(|i| &i.metadata)
+            .collect();
+        assert_eq!(m[0], m[1]);
+        assert_eq!(&*m[0]["e"], "xA");
+        assert!(Arc::ptr_eq(&m[0]["k"], &m[1]["k"]));
+        assert!(Arc::ptr_eq(&m[0]["e"], &m[1]["e"]));
+        assert!(Arc::ptr_eq(&m[1]["k"], &m[2]["k"]));
+        let (k0, _) = m[0].get_key_value("n").unwrap();
+        let (k2, _) = m[2].get_key_value("n").unwrap();
+        assert!(Arc::ptr_eq(k0, k2));
+    }
+
+    #[test]
     fn error_message_has_no_duplicate_position() {
         let (line, column, message) = err_of("{\n  \"applications\": [1]\n}");
         assert_eq!(line, 2);

@@ -11,7 +11,10 @@
 //!   `<overriddenStatus>`.
 //!
 //! Decoding is a streaming state machine over `quick-xml` events (no DOM): only the fields the
-//! model keeps are materialised, anything else is skipped.
+//! model keeps are materialised, anything else is skipped. The plain, well-formed form that
+//! Eureka servers send (no entities, CDATA, comments or namespaces) is first tried by a faster
+//! byte scanner (`fast`) that decodes it to the same result; whatever it does not accept,
+//! including every malformed input, is decoded (or rejected) by the `quick-xml` state machine.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
