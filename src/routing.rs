@@ -19,6 +19,7 @@
 //! registry source and loaded once per handshake.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -210,11 +211,14 @@ impl PartialEq for RouteTable {
     }
 }
 
+/// The prefix every route metadata key starts with.
+const ROUTE_KEY_PREFIX: &str = "apiml.routes.";
+
 /// Metadata keys `apiml.routes.<name>.<kind>` → `(name, kind)`; exactly four parts.
 fn route_key(key: &str) -> Option<(&str, &str)> {
-    let mut parts = key.split('.');
-    let (a, b, name, kind) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || a != "apiml" || b != "routes" || name.is_empty() {
+    let rest = key.strip_prefix(ROUTE_KEY_PREFIX)?;
+    let (name, kind) = rest.split_once('.')?;
+    if name.is_empty() || kind.contains('.') {
         return None;
     }
     Some((name, kind))
@@ -222,10 +226,14 @@ fn route_key(key: &str) -> Option<(&str, &str)> {
 
 /// `" /ws/v1/ "` → `ws/v1`: trim whitespace, then one leading and one trailing `/`.
 pub fn normalize_gateway_url(s: &str) -> String {
+    trim_gateway_url(s).to_owned()
+}
+
+/// [`normalize_gateway_url`] without allocating.
+fn trim_gateway_url(s: &str) -> &str {
     let s = s.trim();
     let s = s.strip_prefix('/').unwrap_or(s);
-    let s = s.strip_suffix('/').unwrap_or(s);
-    s.to_owned()
+    s.strip_suffix('/').unwrap_or(s)
 }
 
 /// `"discoverableclient/ws"` → `/discoverableclient/ws`; empty → `/`.
@@ -238,9 +246,6 @@ pub fn normalize_service_url(s: &str) -> String {
     }
 }
 
-/// A route being assembled from metadata: name, gatewayUrl, serviceUrl, failover.
-type PendingRoute<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
-
 fn is_ws_gateway_url(g: &str) -> bool {
     g == "ws" || g.starts_with("ws/")
 }
@@ -250,16 +255,26 @@ impl RouteTable {
     /// WebSocket route are left out; services with routes but no UP instance stay in (so a
     /// request gets 503, not 404).
     pub fn build(snapshot: &Snapshot) -> RouteTable {
-        let mut services: HashMap<String, Arc<Service>> = HashMap::new();
+        let mut services: HashMap<String, Arc<Service>> =
+            HashMap::with_capacity(snapshot.applications.len());
         let mut max_gateway_segments = 0;
+        // Route keys of one instance, paired by name: (name, gatewayUrl, serviceUrl, failover).
+        // Reused across instances.
+        type Pending<'s> = (&'s str, Option<&'s str>, Option<&'s str>, Option<&'s str>);
+        let mut pending: Vec<Pending<'_>> = Vec::new();
         for app in &snapshot.applications {
             let mut routes: Vec<Route> = Vec::new();
-            let mut instances = Vec::new();
-            let mut up = Vec::new();
+            let mut instances = Vec::with_capacity(app.instances.len());
+            let mut up = Vec::with_capacity(app.instances.len());
             for inst in &app.instances {
-                // Pair gatewayUrl/serviceUrl by route name (metadata is a BTreeMap: ordered).
-                let mut pending: Vec<PendingRoute<'_>> = Vec::new();
-                for (k, v) in &inst.metadata {
+                // Pair gatewayUrl/serviceUrl by route name. Metadata is a BTreeMap (ordered), so
+                // the route keys are one contiguous range starting at the prefix.
+                pending.clear();
+                let range = inst
+                    .metadata
+                    .range::<str, _>((Bound::Included(ROUTE_KEY_PREFIX), Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(ROUTE_KEY_PREFIX));
+                for (k, v) in range {
                     let Some((name, kind)) = route_key(k) else {
                         continue;
                     };
@@ -272,24 +287,24 @@ impl RouteTable {
                     };
                     if let Some(p) = pending.get_mut(slot) {
                         match kind {
-                            "gatewayUrl" => p.1 = Some(v),
-                            "serviceUrl" => p.2 = Some(v),
-                            "failover" => p.3 = Some(v),
+                            "gatewayUrl" => p.1 = Some(&**v),
+                            "serviceUrl" => p.2 = Some(&**v),
+                            "failover" => p.3 = Some(&**v),
                             _ => {}
                         }
                     }
                 }
-                for (name, g, s, f) in pending {
+                for &(name, g, s, f) in &pending {
                     let (Some(g), Some(s)) = (g, s) else { continue };
-                    let gateway_url = normalize_gateway_url(g);
-                    if !is_ws_gateway_url(&gateway_url)
+                    let gateway_url = trim_gateway_url(g);
+                    if !is_ws_gateway_url(gateway_url)
                         || routes.iter().any(|r| r.gateway_url == gateway_url)
                     {
                         continue;
                     }
                     routes.push(Route {
                         name: name.to_owned(),
-                        gateway_url,
+                        gateway_url: gateway_url.to_owned(),
                         service_url: normalize_service_url(s),
                         failover: f.and_then(FailoverMode::parse),
                     });
@@ -550,9 +565,9 @@ mod tests {
         };
         for (n, g, s) in routes {
             i.metadata
-                .insert(format!("apiml.routes.{n}.gatewayUrl"), (*g).into());
+                .insert(format!("apiml.routes.{n}.gatewayUrl").into(), (*g).into());
             i.metadata
-                .insert(format!("apiml.routes.{n}.serviceUrl"), (*s).into());
+                .insert(format!("apiml.routes.{n}.serviceUrl").into(), (*s).into());
         }
         i
     }
@@ -815,6 +830,20 @@ mod tests {
     fn equal_snapshots_build_equal_tables() {
         assert_eq!(dc(), dc());
         assert_ne!(dc(), RouteTable::default());
+    }
+
+    #[test]
+    fn route_keys_have_exactly_four_parts() {
+        assert_eq!(
+            route_key("apiml.routes.ws_v1.gatewayUrl"),
+            Some(("ws_v1", "gatewayUrl"))
+        );
+        assert_eq!(route_key("apiml.routes.a."), Some(("a", "")));
+        assert_eq!(route_key("apiml.routes..gatewayUrl"), None);
+        assert_eq!(route_key("apiml.routes.a.b.gatewayUrl"), None);
+        assert_eq!(route_key("apiml.routes.a"), None);
+        assert_eq!(route_key("apiml.routesx.a.b"), None);
+        assert_eq!(route_key("x.apiml.routes.a.b"), None);
     }
 
     #[test]

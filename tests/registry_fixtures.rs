@@ -108,7 +108,7 @@ fn port(port: u16, enabled: bool) -> PortInfo {
 }
 
 fn meta<'a>(i: &'a Instance, key: &str) -> Option<&'a str> {
-    i.metadata.get(key).map(String::as_str)
+    i.metadata.get(key).map(|v| &**v)
 }
 
 fn json_err(bytes: &[u8]) -> (usize, usize, String) {

@@ -105,7 +105,7 @@ fn instance(i: &Instance) -> Value {
     let mut meta: Map<String, Value> = i
         .metadata
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
     if meta.is_empty() {
         meta.insert("@class".into(), Value::String(EMPTY_MAP_CLASS.into()));
@@ -265,11 +265,8 @@ mod tests {
 
     fn sample() -> Snapshot {
         let mut meta = std::collections::BTreeMap::new();
-        meta.insert(
-            "apiml.routes.ws_v1.gatewayUrl".to_owned(),
-            "ws/v1".to_owned(),
-        );
-        meta.insert("weird \"key\"".to_owned(), "välue\n".to_owned());
+        meta.insert("apiml.routes.ws_v1.gatewayUrl".into(), "ws/v1".into());
+        meta.insert("weird \"key\"".into(), "välue\n".into());
         Snapshot {
             versions_delta: Some(7),
             apps_hashcode: Some("UP_2_".into()),

@@ -14,12 +14,16 @@
 //! allocating, and unknown fields are skipped without being materialised, though still
 //! subject to `serde_json`'s recursion limit.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::model::Interner;
 use super::{ActionType, Application, DecodeError, Instance, PortInfo, Snapshot, Status};
 
 /// Decodes a Eureka JSON payload into a [`Snapshot`].
@@ -76,7 +80,50 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         Ok(text) => serde_json::from_str::<Root>(text),
         Err(_) => serde_json::from_slice::<Root>(bytes),
     };
+    // The shared strings live on in the snapshot; the tables are only needed while decoding.
+    let _ = SHARED.try_with(|shared| {
+        if let Ok(mut shared) = shared.try_borrow_mut() {
+            *shared = Shared::default();
+        }
+    });
     result.map(|root| root.0).map_err(json_error)
+}
+
+/// State shared by the visitors of the decode running on this thread (serde's visitors have
+/// no other way to share state): the metadata string interner, and the metadata entries last
+/// seen at each position (the instances of a service usually repeat the same entries in the
+/// same order, which are then shared without hashing).
+#[derive(Default)]
+struct Shared {
+    interner: Interner,
+    previous: Vec<(Arc<str>, Arc<str>)>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+}
+
+/// The shared strings for the metadata entry `key` = `value` found at position `index` of an
+/// instance's metadata (see [`Interner`]); fresh ones if the shared state is not available.
+fn share(index: usize, key: &str, value: &str) -> (Arc<str>, Arc<str>) {
+    let shared = SHARED.try_with(|shared| {
+        let mut shared = shared.try_borrow_mut().ok()?;
+        if let Some((k, v)) = shared.previous.get(index) {
+            if **k == *key && **v == *value {
+                return Some((Arc::clone(k), Arc::clone(v)));
+            }
+        }
+        let entry = (shared.interner.get(key), shared.interner.get(value));
+        match shared.previous.get_mut(index) {
+            Some(slot) => slot.clone_from(&entry),
+            None => shared.previous.push(entry.clone()),
+        }
+        Some(entry)
+    });
+    shared
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| (Arc::from(key), Arc::from(value)))
 }
 
 /// Converts a `serde_json` error into [`DecodeError::Json`], moving the position out of the
@@ -879,7 +926,7 @@ impl<'de> Visitor<'de> for Integer {
 // ---------------------------------------------------------------------------------------------
 
 /// The `metadata` map after Eureka's rules: `@class` dropped, scalars as text.
-struct Metadata(BTreeMap<String, String>);
+struct Metadata(BTreeMap<Arc<str>, Arc<str>>);
 
 /// Jackson's type marker inside serialized maps.
 const CLASS_MARKER: &str = "@class";
@@ -910,12 +957,16 @@ impl<'de> Deserialize<'de> for Metadata {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
                 let mut out = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value = map.next_value::<MetaValue>()?;
+                let mut index = 0;
+                while let Some(MetaKey(key)) = map.next_key::<MetaKey<'de>>()? {
                     if key == CLASS_MARKER {
+                        // Accepts what `MetaValue` accepts, without keeping it.
+                        map.next_value::<Skip>()?;
                         continue;
                     }
-                    if let Some(value) = value.0 {
+                    if let Some(value) = map.next_value::<MetaValue<'de>>()?.0 {
+                        let (key, value) = share(index, &key, &value);
+                        index += 1;
                         out.insert(key, value);
                     }
                 }
@@ -927,54 +978,91 @@ impl<'de> Deserialize<'de> for Metadata {
     }
 }
 
-/// One metadata value: scalars as text; `null`, objects and arrays are skipped (`None`).
-struct MetaValue(Option<String>);
+/// A metadata key, borrowed from the input when it has no escapes (so that a dropped key such
+/// as `@class` costs no allocation).
+struct MetaKey<'de>(Cow<'de, str>);
 
-impl<'de> Deserialize<'de> for MetaValue {
+impl<'de> Deserialize<'de> for MetaKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaKeyVisitor;
+
+        impl<'de> Visitor<'de> for MetaKeyVisitor {
+            type Value = MetaKey<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a metadata key")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MetaKey(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MetaKey(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MetaKey(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(MetaKeyVisitor)
+    }
+}
+
+/// One metadata value: scalars as text (borrowed from the input when it has no escapes);
+/// `null`, objects and arrays are skipped (`None`).
+struct MetaValue<'de>(Option<Cow<'de, str>>);
+
+impl<'de> Deserialize<'de> for MetaValue<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MetaValueVisitor;
 
         impl<'de> Visitor<'de> for MetaValueVisitor {
-            type Value = MetaValue;
+            type Value = MetaValue<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a metadata value")
             }
 
-            fn visit_unit<E: de::Error>(self) -> Result<MetaValue, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(MetaValue(None))
             }
 
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<MetaValue, E> {
-                Text.visit_bool(v).map(|s| MetaValue(Some(s)))
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(MetaValue(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
             }
 
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MetaValue, E> {
-                Ok(MetaValue(Some(v.to_string())))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(MetaValue(Some(Cow::Owned(v.to_string()))))
             }
 
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MetaValue, E> {
-                Ok(MetaValue(Some(v.to_string())))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(MetaValue(Some(Cow::Owned(v.to_string()))))
             }
 
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<MetaValue, E> {
-                Ok(MetaValue(Some(v.to_string())))
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(MetaValue(Some(Cow::Owned(v.to_string()))))
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<MetaValue, E> {
-                Ok(MetaValue(Some(v.to_owned())))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MetaValue(Some(Cow::Borrowed(v))))
             }
 
-            fn visit_string<E: de::Error>(self, v: String) -> Result<MetaValue, E> {
-                Ok(MetaValue(Some(v)))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MetaValue(Some(Cow::Owned(v.to_owned()))))
             }
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MetaValue, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<Skip>()?.is_some() {}
                 Ok(MetaValue(None))
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetaValue, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<IgnoredAny, Skip>()?.is_some() {}
                 Ok(MetaValue(None))
             }
@@ -1001,6 +1089,30 @@ mod tests {
             }) => (line, column, message),
             other => panic!("expected a JSON error for {input:?}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn equal_metadata_is_shared_between_instances() {
+        let s = decode(
+            br#"{"application":{"name":"A","instance":[
+                {"hostName":"a","metadata":{"k":"v","n":1,"e":"x\u0041"}},
+                {"hostName":"b","metadata":{"k":"v","n":1,"e":"xA"}},
+                {"hostName":"c","metadata":{"n":1,"k":"v"}}]}}"#,
+        )
+        .unwrap();
+        let m: Vec<_> = s.applications[0]
+            .instances
+            .iter()
+            .map(|i| &i.metadata)
+            .collect();
+        assert_eq!(m[0], m[1]);
+        assert_eq!(&*m[0]["e"], "xA");
+        assert!(Arc::ptr_eq(&m[0]["k"], &m[1]["k"]));
+        assert!(Arc::ptr_eq(&m[0]["e"], &m[1]["e"]));
+        assert!(Arc::ptr_eq(&m[1]["k"], &m[2]["k"]));
+        let (k0, _) = m[0].get_key_value("n").unwrap();
+        let (k2, _) = m[2].get_key_value("n").unwrap();
+        assert!(Arc::ptr_eq(k0, k2));
     }
 
     #[test]
@@ -1088,7 +1200,7 @@ mod tests {
             r#"{"@class":"java.util.HashMap","a":"x","b":1,"c":true,"d":null,"e":{"f":1},"g":[1],"h":-2,"i":1.5}"#,
         )
         .unwrap();
-        let pairs: Vec<(&str, &str)> = m.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = m.0.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
             pairs,
             [

@@ -5,8 +5,9 @@
 //! legacy layouts). It follows the field names of Netflix Eureka's `InstanceInfo` and
 //! `Applications` classes (`com.netflix.appinfo`, `com.netflix.discovery.shared`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 /// An instance's status, as Eureka's `InstanceInfo.InstanceStatus`.
 ///
@@ -135,8 +136,10 @@ pub struct Instance {
     /// `healthCheckUrl`, if present.
     pub health_check_url: Option<String>,
     /// `metadata` (string → string); the Jackson `@class` marker entry is dropped. In XML,
-    /// XStream's name escapes are undone (`__` → `_`, `_-` → `$`).
-    pub metadata: BTreeMap<String, String>,
+    /// XStream's name escapes are undone (`__` → `_`, `_-` → `$`). Keys and values are shared
+    /// strings: the decoders allocate each distinct text once per payload and share it between
+    /// the instances that carry it (the instances of a service usually have the same metadata).
+    pub metadata: BTreeMap<Arc<str>, Arc<str>>,
     /// `lastUpdatedTimestamp`, milliseconds since the Unix epoch (0 when absent).
     pub last_updated_timestamp_ms: i64,
     /// `lastDirtyTimestamp`, milliseconds since the Unix epoch (0 when absent).
@@ -206,5 +209,24 @@ impl Snapshot {
         self.applications
             .iter()
             .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Shares equal strings within one decoded payload: [`Interner::get`] returns the same
+/// allocation for equal texts. Used by the decoders for metadata keys and values.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    set: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// The shared string equal to `s`, allocated on first use.
+    pub(crate) fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.set.get(s) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.set.insert(Arc::clone(&shared));
+        shared
     }
 }
