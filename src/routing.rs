@@ -489,7 +489,9 @@ fn resolved(svc: &Arc<Service>, route: usize, tail: &str, query: Option<&str>) -
 /// - an encoded `%` (`%25`: double encoding, `%252e%252e` is `%2e%2e` after one decode);
 /// - an encoded control character (`%00`-`%1f`, `%7f`: NUL truncation, header splitting);
 /// - a broken percent escape, and percent-escapes that do not decode to UTF-8 (overlong
-///   forms such as `%c0%ae` decode to `.` on lenient decoders).
+///   forms such as `%c0%ae` decode to `.` on lenient decoders);
+/// - a raw `?` or `#`: a request path never holds one (the query is passed apart), and in
+///   the upstream URL it would end the path early, so `x/%2e%2e?y` would climb there.
 ///
 /// The same characters are refused by Spring Security's `StrictHttpFirewall`, which the Zowe
 /// API ML gateway applies. Everything else (including `%20` and UTF-8 escapes) passes as is.
@@ -516,6 +518,7 @@ fn check_path(path: &str) -> Result<(), LookupError> {
                 i += 3;
             }
             b'\\' => return Err(LookupError::BadPath("backslash in path")),
+            b'?' | b'#' => return Err(LookupError::BadPath("'?' or '#' in the path")),
             0x00..=0x1f | 0x7f => return Err(LookupError::BadPath("control character")),
             _ => {
                 decoded.push(c);
@@ -699,6 +702,8 @@ mod tests {
             "/discoverableclient/ws/v1/x%00.html",
             "/discoverableclient/ws/v1/x%0d%0aSet-Cookie:a",
             "/discoverableclient/ws/v1/%c0%ae%c0%ae/admin",
+            "/discoverableclient/ws/v1/%2e%2e?./admin",
+            "/discoverableclient/ws/v1/%2e%2e#/admin",
             "/discoverableclient/ws/v1/%ff",
             "/discoverableclient/ws/v1/x\\y",
         ] {
