@@ -51,6 +51,8 @@ RELAY_CPU=${RELAY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT_BASE=${PORT_BASE:-20100}
 OUT=${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
+# Absolute from here on: nginx resolves relative paths against its prefix, not our directory.
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 
