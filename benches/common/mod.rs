@@ -7,6 +7,11 @@
 
 use std::fmt::Write as _;
 
+/// The agent's allocator (see `src/main.rs`), so the figures are the ones the agent gets.
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Applications in the generated registry.
 pub const APPS: usize = 1_000;
 /// Instances per application (10,000 instances in all).
