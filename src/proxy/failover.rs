@@ -10,6 +10,7 @@
 //! (`instanceId`, `serviceUrl`, `failovers`), is logged and is counted in
 //! `wsrelay_session_failovers_total`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -29,8 +30,6 @@ pub struct SessionFailover {
     session: Arc<SessionInfo>,
     /// Whether the session's route (or the agent's default) says `reconnect`.
     enabled: bool,
-    /// Switches done so far.
-    switches: u32,
     /// Instance ids that failed for this session (never tried again).
     failed: Vec<String>,
     /// The path and query the client asked for.
@@ -66,7 +65,6 @@ impl SessionFailover {
             settings,
             session,
             enabled: mode == FailoverMode::Reconnect,
-            switches: 0,
             failed: Vec::new(),
             path,
             query,
@@ -93,7 +91,9 @@ impl SessionFailover {
 
 impl Reconnect<Ws> for SessionFailover {
     fn may_switch(&self) -> bool {
-        self.enabled && self.switches < self.settings.failover.max_attempts
+        // The session's `failovers` counter is the number of switches done so far.
+        self.enabled
+            && self.session.failovers.load(Ordering::Relaxed) < self.settings.failover.max_attempts
     }
 
     async fn reconnect(&mut self) -> Result<Ws, Refused> {
@@ -161,14 +161,14 @@ impl Reconnect<Ws> for SessionFailover {
         let Some(to) = self.next.take() else {
             return;
         };
-        self.switches += 1;
         let to_instance = to.instance_id.clone();
         let from = self.session.switch_upstream(to);
         self.count("switched");
         tracing::info!(
             session = %self.session.id, service = %self.session.service_id,
             from = %from.instance_id, to = %to_instance, cause = %cause,
-            buffered_messages, buffered_bytes, failovers = self.switches,
+            buffered_messages, buffered_bytes,
+            failovers = self.session.failovers.load(Ordering::Relaxed),
             "session failed over to another instance"
         );
     }

@@ -418,10 +418,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        inst.overridden_status = overridden.or(overridden_legacy).unwrap_or_default();
-        if inst.instance_id.is_empty() {
-            inst.instance_id = inst.host_name.clone();
-        }
+        finish_instance(&mut inst, overridden, overridden_legacy);
         Ok(inst)
     }
 
@@ -548,6 +545,16 @@ fn hex_escape(s: &str) -> Option<(char, &str)> {
     }
     let c = char::from_u32(u32::from(first))?;
     Some((c, rest))
+}
+
+/// The last step of decoding an instance, in both XML decoders: `overriddenStatus` (or the legacy
+/// `overriddenstatus`) when present, and the host name as instance id when none was sent (as
+/// Eureka's `InstanceInfo` does for old clients).
+fn finish_instance(inst: &mut Instance, overridden: Option<Status>, legacy: Option<Status>) {
+    inst.overridden_status = overridden.or(legacy).unwrap_or_default();
+    if inst.instance_id.is_empty() {
+        inst.instance_id = inst.host_name.clone();
+    }
 }
 
 #[cfg(test)]

@@ -153,26 +153,28 @@ impl<'a> Scanner<'a> {
     /// Text up to the next `<`, which must exist; gives up on `&`.
     #[inline]
     fn text(&mut self) -> Option<&'a str> {
-        let rest = self.s.as_bytes().get(self.pos..)?;
-        if rest.first() == Some(&b'<') {
+        if self.s.as_bytes().get(self.pos) == Some(&b'<') {
             return Some("");
         }
-        let i = memchr::memchr2(b'<', b'&', rest)?;
-        if rest.get(i) != Some(&b'<') {
-            return None;
-        }
-        let t = self.s.get(self.pos..self.pos + i)?;
-        self.pos += i;
-        Some(t)
+        self.text_until(memchr::memchr2(b'<', b'&', self.rest()?))
     }
 
     /// Text of a leaf field up to the next `<`; also gives up on `\r` (which the full decoder
     /// would normalise).
     #[inline]
     fn leaf_text(&mut self) -> Option<&'a str> {
-        let rest = self.s.as_bytes().get(self.pos..)?;
-        let i = memchr::memchr3(b'<', b'&', b'\r', rest)?;
-        if rest.get(i) != Some(&b'<') {
+        self.text_until(memchr::memchr3(b'<', b'&', b'\r', self.rest()?))
+    }
+
+    /// The unread input.
+    fn rest(&self) -> Option<&'a [u8]> {
+        self.s.as_bytes().get(self.pos..)
+    }
+
+    /// Takes the text up to `stop` (an offset from the position) if a `<` is there.
+    fn text_until(&mut self, stop: Option<usize>) -> Option<&'a str> {
+        let i = stop?;
+        if self.rest()?.get(i) != Some(&b'<') {
             return None;
         }
         let t = self.s.get(self.pos..self.pos + i)?;
@@ -412,10 +414,7 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        inst.overridden_status = overridden.or(overridden_legacy).unwrap_or_default();
-        if inst.instance_id.is_empty() {
-            inst.instance_id = inst.host_name.clone();
-        }
+        super::finish_instance(&mut inst, overridden, overridden_legacy);
         Some(inst)
     }
 
