@@ -199,6 +199,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot of a single-instance payload (`/apps/{APP}/{id}`): one application, named
+    /// after the instance's `app`, holding it; no version or hash code.
+    pub fn of_instance(instance: Instance) -> Snapshot {
+        Snapshot {
+            versions_delta: None,
+            apps_hashcode: None,
+            applications: vec![Application {
+                name: instance.app.clone(),
+                instances: vec![instance],
+            }],
+        }
+    }
+
     /// Total number of instances over all applications.
     pub fn instance_count(&self) -> usize {
         self.applications.iter().map(|a| a.instances.len()).sum()

@@ -94,17 +94,7 @@ fn decode_full(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
             apps_hashcode: None,
             applications: vec![parser.application(empty)?],
         },
-        b"instance" => {
-            let instance = parser.instance(empty)?;
-            Snapshot {
-                versions_delta: None,
-                apps_hashcode: None,
-                applications: vec![Application {
-                    name: instance.app.clone(),
-                    instances: vec![instance],
-                }],
-            }
-        }
+        b"instance" => Snapshot::of_instance(parser.instance(empty)?),
         other => {
             return Err(parser.error(format!(
             "unexpected root element <{}>; expected <applications>, <application> or <instance>",

@@ -69,17 +69,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Snapshot> {
             apps_hashcode: None,
             applications: vec![s.application(empty)?],
         },
-        "instance" => {
-            let instance = s.instance(empty)?;
-            Snapshot {
-                versions_delta: None,
-                apps_hashcode: None,
-                applications: vec![Application {
-                    name: instance.app.clone(),
-                    instances: vec![instance],
-                }],
-            }
-        }
+        "instance" => Snapshot::of_instance(s.instance(empty)?),
         _ => return None,
     };
     let rest = text.get(s.pos..)?;
