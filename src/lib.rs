@@ -243,16 +243,16 @@ fn spawn_upstream_tls_watch(
 
 /// The reloadable settings for `config`, with `client_tls` for `wss` services.
 fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Settings {
-    let ws = proxy::ws_config(config.limits.max_message_size, config.limits.max_frame_size);
+    let limits = proxy::leg_limits(config.limits.max_message_size, config.limits.max_frame_size);
     proxy::Settings {
         upstream: UpstreamSettings {
             connect_timeout: config.upstream.connect_timeout,
             handshake_timeout: config.upstream.handshake_timeout,
             tls: tokio_rustls::TlsConnector::from(Arc::new(client_tls)),
-            ws_config: ws,
+            limits,
         },
         max_attempts: usize::try_from(config.upstream.max_attempts).unwrap_or(3),
-        client_ws: ws,
+        client_limits: limits,
         relay: RelayConfig {
             close_timeout: config.limits.close_timeout,
             idle_timeout: config.limits.idle_timeout,

@@ -17,14 +17,13 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::close::HandshakeError;
 use crate::routing::{Endpoint, Scheme};
 
 /// A WebSocket over an upgraded HTTP/1.1 connection (plain or TLS underneath).
-pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub type Ws = super::leg::Leg<TokioIo<Upgraded>>;
 
 /// What was checked and extracted from a valid client upgrade request.
 #[derive(Debug)]
@@ -289,8 +288,8 @@ pub struct UpstreamSettings {
     pub handshake_timeout: Duration,
     /// TLS client for `wss` services.
     pub tls: tokio_rustls::TlsConnector,
-    /// WebSocket limits and buffer sizes for the service leg.
-    pub ws_config: WebSocketConfig,
+    /// Frame and message limits of the service leg.
+    pub limits: super::leg::Limits,
 }
 
 /// A connected, upgraded service leg.
@@ -445,9 +444,7 @@ pub async fn connect(
             )));
         }
     }
-    let ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(s.ws_config))
-            .await;
+    let ws = super::leg::Leg::new(TokioIo::new(upgraded), Role::Client, s.limits);
     Ok(Connected {
         ws,
         protocol,

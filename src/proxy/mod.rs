@@ -7,6 +7,7 @@
 pub mod close;
 pub mod failover;
 pub mod handshake;
+pub mod leg;
 pub mod listener;
 pub mod relay;
 
@@ -20,8 +21,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -68,8 +68,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// Instances tried per session.
     pub max_attempts: usize,
-    /// WebSocket limits and buffers for the client leg.
-    pub client_ws: WebSocketConfig,
+    /// Frame and message limits of the client leg.
+    pub client_limits: leg::Limits,
     /// Relay settings.
     pub relay: RelayConfig,
     /// TLS handshake + request head timeout.
@@ -89,15 +89,13 @@ pub struct Settings {
     pub failover: crate::config::FailoverConfig,
 }
 
-/// WebSocket settings for both legs: message and frame limits from the config, small buffers
-/// (the read buffer is allocated per session, so it is kept at 8 KiB instead of tungstenite's
-/// 128 KiB default).
-pub fn ws_config(max_message_size: usize, max_frame_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_frame_size))
+/// Frame and message limits for both legs, from `limits.max_message_size` and
+/// `limits.max_frame_size` (bytes).
+pub fn leg_limits(max_message_size: usize, max_frame_size: usize) -> leg::Limits {
+    leg::Limits {
+        max_message_size,
+        max_frame_size,
+    }
 }
 
 /// Handles one HTTP request on a client connection: admin endpoints or a WebSocket upgrade.
@@ -249,7 +247,7 @@ async fn open_session(
                 return;
             }
         };
-        let client_ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(settings.client_ws)).await;
+        let client_ws = leg::Leg::new(TokioIo::new(upgraded), Role::Server, settings.client_limits);
         let s = guard.info();
         let service_label = crate::metrics::ServiceLabel {
             service: s.service_id.clone(),

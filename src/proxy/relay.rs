@@ -901,22 +901,26 @@ where
 mod tests {
     use super::*;
     use tokio::io::DuplexStream;
-    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_tungstenite::WebSocketStream;
 
+    /// A test peer (client or service) speaking through tungstenite.
     type Ws = WebSocketStream<DuplexStream>;
+    /// One of the relay's own legs.
+    pub(super) type RelayLeg = crate::proxy::leg::Leg<DuplexStream>;
 
     /// Returns (peer client, relay's client leg, relay's service leg, peer service).
-    async fn legs(max: usize) -> (Ws, Ws, Ws, Ws) {
-        let cfg = WebSocketConfig::default()
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max));
+    async fn legs(max: usize) -> (Ws, RelayLeg, RelayLeg, Ws) {
+        let limits = crate::proxy::leg::Limits {
+            max_message_size: max,
+            max_frame_size: max,
+        };
         let (a, b) = tokio::io::duplex(1 << 16);
         let (c, d) = tokio::io::duplex(1 << 16);
         (
             WebSocketStream::from_raw_socket(a, Role::Client, None).await,
-            WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await,
-            WebSocketStream::from_raw_socket(c, Role::Client, Some(cfg)).await,
+            RelayLeg::new(b, Role::Server, limits),
+            RelayLeg::new(c, Role::Client, limits),
             WebSocketStream::from_raw_socket(d, Role::Server, None).await,
         )
     }
@@ -1229,13 +1233,26 @@ mod failover_tests {
     use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_tungstenite::WebSocketStream;
 
+    use super::tests::RelayLeg;
+
+    /// A test peer (client or service) speaking through tungstenite.
     type Ws = WebSocketStream<DuplexStream>;
 
-    async fn pair() -> (Ws, Ws) {
+    /// The relay's client leg and the client peer.
+    async fn client_pair() -> (RelayLeg, Ws) {
         let (a, b) = tokio::io::duplex(1 << 16);
         (
-            WebSocketStream::from_raw_socket(a, Role::Server, None).await,
+            RelayLeg::new(a, Role::Server, Default::default()),
             WebSocketStream::from_raw_socket(b, Role::Client, None).await,
+        )
+    }
+
+    /// The relay's service leg and the service peer.
+    async fn service_pair() -> (RelayLeg, Ws) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        (
+            RelayLeg::new(a, Role::Client, Default::default()),
+            WebSocketStream::from_raw_socket(b, Role::Server, None).await,
         )
     }
 
@@ -1245,7 +1262,7 @@ mod failover_tests {
     /// Hands out prepared service legs, each once its gate opens; records the calls.
     #[derive(Default)]
     struct Fake {
-        legs: Vec<(Gate, Result<Ws, Refused>)>,
+        legs: Vec<(Gate, Result<RelayLeg, Refused>)>,
         max: u32,
         switches: u32,
         log: Arc<Mutex<Vec<String>>>,
@@ -1253,12 +1270,12 @@ mod failover_tests {
         started: Option<tokio::sync::mpsc::UnboundedSender<()>>,
     }
 
-    impl Reconnect<Ws> for Fake {
+    impl Reconnect<RelayLeg> for Fake {
         fn may_switch(&self) -> bool {
             self.switches < self.max
         }
 
-        async fn reconnect(&mut self) -> Result<Ws, Refused> {
+        async fn reconnect(&mut self) -> Result<RelayLeg, Refused> {
             if let Some(s) = &self.started {
                 let _ = s.send(());
             }
@@ -1312,8 +1329,8 @@ mod failover_tests {
     }
 
     fn spawn_relay(
-        c_leg: Ws,
-        s_leg: Ws,
+        c_leg: RelayLeg,
+        s_leg: RelayLeg,
         f: Fake,
         cfg: RelayConfig,
     ) -> tokio::task::JoinHandle<(Outcome, u64)> {
@@ -1321,8 +1338,8 @@ mod failover_tests {
     }
 
     fn spawn_counted(
-        c_leg: Ws,
-        s_leg: Ws,
+        c_leg: RelayLeg,
+        s_leg: RelayLeg,
         mut f: Fake,
         cfg: RelayConfig,
         counters: Arc<Counters>,
@@ -1337,9 +1354,9 @@ mod failover_tests {
     /// Kills the first instance (`how`), sends numbered messages while the second one is
     /// still handshaking, and checks they all arrive there in order, followed by live traffic.
     async fn moves_to_the_second_instance(kill: impl FnOnce(Ws) -> tokio::task::JoinHandle<()>) {
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, mut s1) = pair().await;
-        let (s2_leg, mut s2) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, mut s1) = service_pair().await;
+        let (s2_leg, mut s2) = service_pair().await;
         let (open, gate) = oneshot::channel();
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -1422,9 +1439,9 @@ mod failover_tests {
     #[tokio::test]
     async fn a_normal_close_or_failover_off_ends_the_session_as_before() {
         // 1000 from the service is not a failure: it reaches the client.
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, mut s1) = pair().await;
-        let (s2_leg, _s2) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, mut s1) = service_pair().await;
+        let (s2_leg, _s2) = service_pair().await;
         let f = Fake {
             legs: vec![(None, Ok(s2_leg))],
             max: 3,
@@ -1438,9 +1455,9 @@ mod failover_tests {
         assert_eq!(relay.await.unwrap().0.code, Some(1000));
 
         // No switches left (failover off): an abnormal end closes the client with 1011.
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, s1) = pair().await;
-        let (s2_leg, _s2) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, s1) = service_pair().await;
+        let (s2_leg, _s2) = service_pair().await;
         let f = Fake {
             legs: vec![(None, Ok(s2_leg))],
             max: 0,
@@ -1454,8 +1471,8 @@ mod failover_tests {
 
     #[tokio::test]
     async fn no_instance_left_closes_the_client_with_1013() {
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, s1) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, s1) = service_pair().await;
         let log = Arc::new(Mutex::new(Vec::new()));
         let f = Fake {
             max: 3,
@@ -1472,9 +1489,9 @@ mod failover_tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_instance_accepting_before_the_deadline_closes_with_1011() {
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, s1) = pair().await;
-        let (s2_leg, _s2) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, s1) = service_pair().await;
+        let (s2_leg, _s2) = service_pair().await;
         let (_never, gate) = oneshot::channel();
         let f = Fake {
             legs: vec![(Some(gate), Ok(s2_leg))],
@@ -1497,9 +1514,9 @@ mod failover_tests {
 
     #[tokio::test]
     async fn a_full_failover_buffer_closes_with_1011() {
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, s1) = pair().await;
-        let (s2_leg, _s2) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, s1) = service_pair().await;
+        let (s2_leg, _s2) = service_pair().await;
         let (_never, gate) = oneshot::channel();
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let f = Fake {
@@ -1525,10 +1542,10 @@ mod failover_tests {
 
     #[tokio::test]
     async fn the_switch_limit_is_respected() {
-        let (c_leg, mut client) = pair().await;
-        let (s1_leg, s1) = pair().await;
-        let (s2_leg, s2) = pair().await;
-        let (s3_leg, _s3) = pair().await;
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, s1) = service_pair().await;
+        let (s2_leg, s2) = service_pair().await;
+        let (s3_leg, _s3) = service_pair().await;
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let f = Fake {
             legs: vec![(None, Ok(s2_leg)), (None, Ok(s3_leg))],

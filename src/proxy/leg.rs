@@ -1,0 +1,554 @@
+//! One leg of a session: RFC 6455 framing (§5) over an upgraded connection, holding no
+//! buffer while the leg is idle (issue 7).
+//!
+//! A [`Leg`] is a `Stream` of received [`Message`]s and a `Sink` of messages to send, the
+//! same shape as tungstenite's `WebSocketStream`, so the relay does not change. What differs
+//! is memory: tungstenite keeps a zero-filled read buffer and a write buffer per connection
+//! for its whole life; a `Leg` allocates its read buffer when bytes arrive and frees it as
+//! soon as every complete frame in it has been taken, and frees its write buffer as soon as
+//! it is written out. An idle leg holds only its connection and a few words of state.
+//!
+//! Protocol rules (RFC 6455):
+//! - reserved bits, unknown opcodes, fragmented or oversized (> 125 bytes) control frames,
+//!   a continuation without a message, a new message inside a fragmented one, and a frame
+//!   masked the wrong way for the role (§5.1, §5.2, §5.4, §5.5) are `ProtocolError`s;
+//! - text messages must be valid UTF-8 (§8.1); fragmented text is checked fragment by
+//!   fragment, so an invalid prefix fails before the message is complete;
+//! - a frame over `max_frame_size` or a message over `max_message_size` is a
+//!   `CapacityError::MessageTooLong`, detected from the frame header before its payload is
+//!   read;
+//! - a received ping is answered with a pong carrying its payload (§5.5.2), queued at a frame
+//!   boundary and written even if the relay sends nothing; only the latest ping is answered
+//!   while output is backed up (§5.5.3);
+//! - a received close is answered with the same code (1002 "Protocol violation" for a code
+//!   that may not be sent, §7.4) once, and the stream ends after it;
+//! - the end of the connection without a close frame is
+//!   `ProtocolError::ResetWithoutClosingHandshake`;
+//! - frames sent by the client role are masked with a fresh random key each (§5.3).
+//!
+//! After a read error the stream ends (`None`); the relay then closes the leg.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// Frame and message size limits of a leg, in bytes (`limits.max_frame_size`,
+/// `limits.max_message_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (all fragments together), in bytes.
+    pub max_message_size: usize,
+    /// Largest single frame payload, in bytes.
+    pub max_frame_size: usize,
+}
+
+impl Default for Limits {
+    /// 64 MiB messages and 16 MiB frames (tungstenite's defaults).
+    fn default() -> Self {
+        Limits {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+        }
+    }
+}
+
+/// Bytes asked of the connection per read when no frame is in progress.
+const READ_CHUNK: usize = 8 * 1024;
+/// At most this much is reserved ahead for the rest of a large frame (bytes).
+const MAX_READ_AHEAD: usize = 256 * 1024;
+/// Queued output above which the sink stops accepting messages until some is written (bytes).
+const WRITE_HIGH_WATER: usize = 16 * 1024;
+
+const OP_CONTINUE: u8 = 0;
+const OP_TEXT: u8 = 1;
+const OP_BINARY: u8 = 2;
+const OP_CLOSE: u8 = 8;
+const OP_PING: u8 = 9;
+const OP_PONG: u8 = 10;
+
+/// A parsed frame header (§5.2).
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    len: usize,
+}
+
+/// A fragmented message being received.
+struct Fragments {
+    text: bool,
+    data: BytesMut,
+    /// Bytes of `data` known to be valid UTF-8 (text only).
+    checked: usize,
+}
+
+/// One WebSocket connection leg: a `Stream<Item = Result<Message, WsError>>` and a
+/// `Sink<Message, Error = WsError>` over an upgraded byte stream `I` (see the module doc).
+pub struct Leg<I> {
+    io: I,
+    /// `true` for the server role (the client leg): frames in are masked, frames out are not.
+    server: bool,
+    limits: Limits,
+    /// Received bytes not yet taken as frames; no allocation while empty and idle.
+    rbuf: BytesMut,
+    /// The header of the frame whose payload is being received.
+    head: Option<Head>,
+    /// A fragmented message in progress (boxed: rare, and an idle leg holds none).
+    frag: Option<Box<Fragments>>,
+    /// Encoded frames not yet written, from `out_pos`; no allocation once written.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// A pong or close answer was queued by the reading side and must be written out.
+    ctrl_pending: bool,
+    close_sent: bool,
+    close_received: bool,
+    read_done: bool,
+}
+
+impl<I> Leg<I> {
+    /// A leg over `io`, already upgraded (the HTTP handshake is done), for `role`
+    /// (`Role::Server` for the client leg, `Role::Client` for the service leg).
+    pub fn new(io: I, role: Role, limits: Limits) -> Leg<I> {
+        Leg {
+            io,
+            server: role == Role::Server,
+            limits,
+            rbuf: BytesMut::new(),
+            head: None,
+            frag: None,
+            out: Vec::new(),
+            out_pos: 0,
+            ctrl_pending: false,
+            close_sent: false,
+            close_received: false,
+            read_done: false,
+        }
+    }
+
+    /// Heap bytes held by this leg's buffers (read buffer, partial message, unwritten
+    /// output); 0 for an idle leg.
+    pub fn buffered_capacity(&self) -> usize {
+        self.rbuf.capacity()
+            + self.frag.as_ref().map_or(0, |f| f.data.capacity())
+            + self.out.capacity()
+    }
+
+    fn queued(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Appends one frame (FIN set) with payload `a` followed by `b` to the output.
+    fn encode(&mut self, opcode: u8, a: &[u8], b: &[u8]) {
+        let len = a.len() + b.len();
+        self.out.reserve(14 + len);
+        self.out.push(0x80 | opcode);
+        let mask_bit = if self.server { 0 } else { 0x80 };
+        if len < 126 {
+            self.out.push(mask_bit | len as u8);
+        } else if let Ok(l) = u16::try_from(len) {
+            self.out.push(mask_bit | 126);
+            self.out.extend_from_slice(&l.to_be_bytes());
+        } else {
+            self.out.push(mask_bit | 127);
+            self.out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        if self.server {
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b);
+        } else {
+            // §5.3: a fresh, unpredictable masking key per frame.
+            let key: [u8; 4] = rand::random();
+            self.out.extend_from_slice(&key);
+            let start = self.out.len();
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b);
+            apply_mask(&mut self.out[start..], key);
+        }
+    }
+
+    fn encode_close(&mut self, frame: Option<&CloseFrame>) {
+        match frame {
+            Some(f) => {
+                let code = u16::from(f.code).to_be_bytes();
+                self.encode(OP_CLOSE, &code, f.reason.as_bytes());
+            }
+            None => self.encode(OP_CLOSE, &[], &[]),
+        }
+        self.close_sent = true;
+    }
+
+    /// Parses the next frame header in `rbuf`, if complete, and checks it against the role,
+    /// the limits and the message state.
+    fn parse_head(&self) -> Result<Option<(Head, usize)>, WsError> {
+        let buf = &self.rbuf[..];
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        let masked = b1 & 0x80 != 0;
+        let len7 = b1 & 0x7f;
+        let ext = match len7 {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let size = 2 + ext + if masked { 4 } else { 0 };
+        if buf.len() < size {
+            return Ok(None);
+        }
+        let len = match ext {
+            0 => u64::from(len7),
+            2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
+            _ => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&buf[2..10]);
+                u64::from_be_bytes(b)
+            }
+        };
+        let mask = masked.then(|| {
+            let m = &buf[2 + ext..size];
+            [m[0], m[1], m[2], m[3]]
+        });
+        let fin = b0 & 0x80 != 0;
+        let opcode = b0 & 0x0f;
+        if b0 & 0x70 != 0 {
+            return Err(ProtocolError::NonZeroReservedBits.into());
+        }
+        match opcode {
+            OP_CONTINUE | OP_TEXT | OP_BINARY => {}
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin {
+                    return Err(ProtocolError::FragmentedControlFrame.into());
+                }
+                if len > 125 {
+                    return Err(ProtocolError::ControlFrameTooBig.into());
+                }
+            }
+            3..=7 => return Err(ProtocolError::UnknownDataFrameType(opcode).into()),
+            _ => return Err(ProtocolError::UnknownControlFrameType(opcode).into()),
+        }
+        if self.server && !masked {
+            return Err(ProtocolError::UnmaskedFrameFromClient.into());
+        }
+        if !self.server && masked {
+            return Err(ProtocolError::MaskedFrameFromServer.into());
+        }
+        let too_long = |size: u64, max: usize| {
+            WsError::Capacity(CapacityError::MessageTooLong {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                max_size: max,
+            })
+        };
+        let len = match usize::try_from(len) {
+            Ok(l) if l <= self.limits.max_frame_size => l,
+            _ => return Err(too_long(len, self.limits.max_frame_size)),
+        };
+        match (opcode, &self.frag) {
+            (OP_CONTINUE, None) => return Err(ProtocolError::UnexpectedContinueFrame.into()),
+            (OP_TEXT | OP_BINARY, Some(_)) => {
+                return Err(ProtocolError::ExpectedFragment(Data::Continue).into())
+            }
+            _ => {}
+        }
+        if opcode <= OP_BINARY {
+            let so_far = self.frag.as_ref().map_or(0, |f| f.data.len());
+            let total = so_far.saturating_add(len);
+            if total > self.limits.max_message_size {
+                return Err(too_long(total as u64, self.limits.max_message_size));
+            }
+        }
+        Ok(Some((
+            Head {
+                fin,
+                opcode,
+                mask,
+                len,
+            },
+            size,
+        )))
+    }
+
+    /// Takes complete frames from `rbuf` until one yields a message, or more bytes are
+    /// needed (`Ok(None)`).
+    fn take_message(&mut self) -> Result<Option<Message>, WsError> {
+        loop {
+            let head = match self.head {
+                Some(h) => h,
+                None => match self.parse_head()? {
+                    Some((h, size)) => {
+                        self.rbuf.advance(size);
+                        self.head = Some(h);
+                        h
+                    }
+                    None => return Ok(None),
+                },
+            };
+            if self.rbuf.len() < head.len {
+                return Ok(None);
+            }
+            self.head = None;
+            let mut payload = self.rbuf.split_to(head.len);
+            if let Some(key) = head.mask {
+                apply_mask(&mut payload, key);
+            }
+            match head.opcode {
+                OP_TEXT | OP_BINARY if head.fin => {
+                    return if head.opcode == OP_TEXT {
+                        Utf8Bytes::try_from(payload.freeze())
+                            .map(|t| Some(Message::Text(t)))
+                            .map_err(|e| WsError::Utf8(e.to_string()))
+                    } else {
+                        Ok(Some(Message::Binary(payload.freeze())))
+                    };
+                }
+                OP_TEXT | OP_BINARY => {
+                    let mut f = Box::new(Fragments {
+                        text: head.opcode == OP_TEXT,
+                        data: payload,
+                        checked: 0,
+                    });
+                    check_utf8_prefix(&mut f)?;
+                    self.frag = Some(f);
+                }
+                OP_CONTINUE => {
+                    let Some(f) = self.frag.as_mut() else {
+                        return Err(ProtocolError::UnexpectedContinueFrame.into());
+                    };
+                    f.data.extend_from_slice(&payload);
+                    check_utf8_prefix(f)?;
+                    if head.fin {
+                        if let Some(f) = self.frag.take() {
+                            return if f.text {
+                                if f.checked != f.data.len() {
+                                    return Err(WsError::Utf8(
+                                        "incomplete UTF-8 sequence at the end of a message".into(),
+                                    ));
+                                }
+                                Utf8Bytes::try_from(f.data.freeze())
+                                    .map(|t| Some(Message::Text(t)))
+                                    .map_err(|e| WsError::Utf8(e.to_string()))
+                            } else {
+                                Ok(Some(Message::Binary(f.data.freeze())))
+                            };
+                        }
+                    }
+                }
+                OP_PING => {
+                    // Answer the latest ping; skip the answer while output is backed up.
+                    if !self.close_sent && self.queued() < WRITE_HIGH_WATER {
+                        self.encode(OP_PONG, &payload, &[]);
+                        self.ctrl_pending = true;
+                    }
+                    return Ok(Some(Message::Ping(payload.freeze())));
+                }
+                OP_PONG => return Ok(Some(Message::Pong(payload.freeze()))),
+                _ => return self.received_close(payload).map(Some),
+            }
+        }
+    }
+
+    /// Handles a received close frame: answers it (once) and ends the stream.
+    fn received_close(&mut self, mut payload: BytesMut) -> Result<Message, WsError> {
+        self.read_done = true;
+        let frame = match payload.len() {
+            0 => None,
+            1 => return Err(ProtocolError::InvalidCloseSequence.into()),
+            _ => {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                payload.advance(2);
+                let reason = Utf8Bytes::try_from(payload.freeze())
+                    .map_err(|e| WsError::Utf8(e.to_string()))?;
+                Some(CloseFrame {
+                    code: CloseCode::from(code),
+                    reason,
+                })
+            }
+        };
+        self.close_received = true;
+        if self.close_sent {
+            // The answer to our close: the closing handshake is over.
+            return Ok(Message::Close(frame));
+        }
+        let frame = frame.map(|f| {
+            if f.code.is_allowed() {
+                f
+            } else {
+                CloseFrame {
+                    code: CloseCode::Protocol,
+                    reason: Utf8Bytes::from_static("Protocol violation"),
+                }
+            }
+        });
+        self.encode_close(frame.as_ref());
+        self.ctrl_pending = true;
+        Ok(Message::Close(frame))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> Leg<I> {
+    /// Writes queued output until none is left; frees the output buffer then.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        while self.out_pos < self.out.len() {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..])) {
+                Ok(0) => return Poll::Ready(Err(WsError::Io(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => self.out_pos += n,
+                Err(e) => return Poll::Ready(Err(WsError::Io(e))),
+            }
+        }
+        self.out = Vec::new();
+        self.out_pos = 0;
+        self.ctrl_pending = false;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        ready!(self.poll_write_out(cx))?;
+        Pin::new(&mut self.io)
+            .poll_flush(cx)
+            .map_err(WsError::Io)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Stream for Leg<I> {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.ctrl_pending {
+                // A pong or close answer goes out even when the relay writes nothing; a
+                // write error shows on the sink side.
+                if let Poll::Ready(Err(_)) = this.poll_flush_all(cx) {
+                    this.ctrl_pending = false;
+                }
+            }
+            if this.read_done {
+                return Poll::Ready(None);
+            }
+            match this.take_message() {
+                Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
+                Ok(None) => {}
+                Err(e) => {
+                    this.read_done = true;
+                    this.rbuf = BytesMut::new();
+                    this.frag = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            // More bytes are needed: for the frame in progress (bounded), or a chunk.
+            let want = match this.head {
+                Some(h) => h.len.saturating_sub(this.rbuf.len()).clamp(READ_CHUNK, MAX_READ_AHEAD),
+                None => READ_CHUNK,
+            };
+            if this.rbuf.capacity() - this.rbuf.len() < want {
+                this.rbuf.reserve(want);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
+                Poll::Pending => {
+                    if this.rbuf.is_empty() {
+                        // Idle: hold no read buffer.
+                        this.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => {
+                    this.read_done = true;
+                    this.rbuf = BytesMut::new();
+                    this.frag = None;
+                    if this.close_received {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(
+                        ProtocolError::ResetWithoutClosingHandshake.into()
+                    )));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    this.read_done = true;
+                    this.rbuf = BytesMut::new();
+                    this.frag = None;
+                    return Poll::Ready(Some(Err(WsError::Io(e))));
+                }
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Leg<I> {
+    type Error = WsError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        let this = &mut *self;
+        while this.queued() >= WRITE_HIGH_WATER {
+            ready!(this.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, msg: Message) -> Result<(), WsError> {
+        let this = &mut *self;
+        if this.close_sent {
+            return Err(ProtocolError::SendAfterClosing.into());
+        }
+        match msg {
+            Message::Text(t) => this.encode(OP_TEXT, t.as_bytes(), &[]),
+            Message::Binary(b) => this.encode(OP_BINARY, &b, &[]),
+            Message::Ping(p) => this.encode(OP_PING, &p, &[]),
+            Message::Pong(p) => this.encode(OP_PONG, &p, &[]),
+            Message::Close(f) => this.encode_close(f.as_ref()),
+            Message::Frame(_) => return Err(ProtocolError::InvalidOpcode(0).into()),
+        }
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        self.poll_flush_all(cx)
+    }
+
+    /// Sends a close frame without a code unless one was sent (or answered) already, and
+    /// flushes. The connection itself closes when the leg is dropped.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        if !self.close_sent {
+            self.encode_close(None);
+        }
+        self.poll_flush_all(cx)
+    }
+}
+
+/// XORs `buf` with the masking key `key`, starting at key offset 0 (RFC 6455 §5.3); the same
+/// operation masks and unmasks.
+fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
+    let k = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ k).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
+/// Checks the not yet checked part of a fragmented text message; an incomplete sequence at
+/// the end may still be completed by the next fragment (RFC 6455 §8.1: fail fast).
+fn check_utf8_prefix(f: &mut Fragments) -> Result<(), WsError> {
+    if !f.text {
+        return Ok(());
+    }
+    match std::str::from_utf8(&f.data[f.checked..]) {
+        Ok(_) => f.checked = f.data.len(),
+        Err(e) if e.error_len().is_none() => f.checked += e.valid_up_to(),
+        Err(e) => return Err(WsError::Utf8(e.to_string())),
+    }
+    Ok(())
+}
