@@ -220,12 +220,13 @@ async fn open_session(
         .and_then(|r| r.failover)
         .unwrap_or(settings.failover.mode);
     // Only a session that may fail over keeps what a reconnect needs.
+    // Boxed: a session task keeps what it captured for its whole life.
     let failover_ctx = (mode == FailoverMode::Reconnect).then(|| {
-        (
+        Box::new((
             req.uri().path().to_owned(),
             req.uri().query().map(str::to_owned),
             req.headers().clone(),
-        )
+        ))
     });
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = Arc::clone(shared);
@@ -235,8 +236,12 @@ async fn open_session(
         .proxy
         .upstream_connect
         .observe(conn.elapsed.as_secs_f64());
+    // The session enters the table now; the task captures only the guard (a task keeps what
+    // it captured for its whole life, so every byte here is per-session memory, issue 7).
+    let guard = shared.sessions.insert(key, info);
+    let service_leg = conn.ws;
     shared.tracker.spawn(async move {
-        let guard = shared2.sessions.insert(key, info);
+        let guard = guard;
         // Declared after the guard so it is released first: once a session has left the
         // table, its slot is free.
         let _slot = slot;
@@ -262,9 +267,10 @@ async fn open_session(
         );
         let started = Instant::now();
         let outcome = match failover_ctx {
-            None => relay::relay(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown).await,
-            Some((path, query, headers)) => {
-                let mut f = failover::SessionFailover::new(
+            None => relay::relay(client_ws, service_leg, &s.counters, &settings.relay, &shared2.shutdown).await,
+            Some(ctx) => {
+                let (path, query, headers) = *ctx;
+                let f = failover::SessionFailover::new(
                     Arc::clone(&shared2),
                     Arc::clone(&settings),
                     Arc::clone(s),
@@ -277,7 +283,7 @@ async fn open_session(
                 );
                 // Boxed: the failover machinery (a whole upstream handshake) must not grow
                 // the task of every session that does not use it.
-                Box::pin(relay::relay_with_failover(client_ws, conn.ws, &s.counters, &settings.relay, &shared2.shutdown, &mut f)).await
+                Box::pin(relay::relay_with_failover(client_ws, service_leg, &s.counters, &settings.relay, &shared2.shutdown, f)).await
             }
         };
         s.counters.sync(metrics);

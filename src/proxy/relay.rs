@@ -26,7 +26,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use std::future::Future;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -272,88 +274,176 @@ fn classify_read_error(e: WsError) -> End {
 }
 
 /// Pumps messages from `rx` to `tx` until the source closes, fails, or the sink fails.
-async fn pump<R, T>(
-    rx: &mut R,
-    tx: &mut T,
-    messages: &std::sync::atomic::AtomicU64,
-    bytes: &std::sync::atomic::AtomicU64,
-    activity: &Activity,
+///
+/// Everything ready is read and fed before one flush (writes are batched); the destination
+/// is flushed before the pump waits. A write or flush that waits longer than `write_timeout`
+/// is [`End::DestStuck`]. With keepalive, the destination is pinged every interval while the
+/// source is quiet, and counts as gone when not heard from for `interval + timeout`.
+fn pump<'a, R, T>(
+    rx: &'a mut R,
+    tx: &'a mut T,
+    messages: &'a std::sync::atomic::AtomicU64,
+    bytes: &'a std::sync::atomic::AtomicU64,
+    activity: &'a Activity,
     write_timeout: Duration,
-    live: PumpLiveness<'_>,
-) -> End
-where
-    R: Stream<Item = Result<Message, WsError>> + Unpin,
-    T: Sink<Message, Error = WsError> + Unpin,
-{
-    let mut unflushed = false;
-    let mut tick = live.keepalive.map(|k| {
+    live: PumpLiveness<'a>,
+) -> Pump<'a, R, T> {
+    let tick = live.keepalive.map(|k| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + k.interval, k.interval);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    loop {
-        // Take what is ready without waiting; flush before we would wait.
-        let next = match rx.next().now_or_never() {
-            Some(item) => item,
-            None => {
-                if unflushed {
-                    match tokio::time::timeout(write_timeout, tx.flush()).await {
-                        Err(_) => return End::DestStuck,
-                        Ok(Err(e)) => return End::DestGone(e.to_string()),
-                        Ok(Ok(())) => {}
+    Pump {
+        rx,
+        tx,
+        messages,
+        bytes,
+        activity,
+        write_timeout,
+        live,
+        tick,
+        pending: None,
+        closing: None,
+        unflushed: false,
+        timer: None,
+    }
+}
+
+/// One direction of a session ([`pump`]), written as a plain state machine: an idle session
+/// carries both of its pumps, so their state is kept to a few words (issue 7).
+struct Pump<'a, R, T> {
+    rx: &'a mut R,
+    tx: &'a mut T,
+    messages: &'a std::sync::atomic::AtomicU64,
+    bytes: &'a std::sync::atomic::AtomicU64,
+    activity: &'a Activity,
+    write_timeout: Duration,
+    live: PumpLiveness<'a>,
+    tick: Option<tokio::time::Interval>,
+    /// A message read and not yet accepted by the destination.
+    pending: Option<Message>,
+    /// The source closed with this frame; the pump ends after a last flush.
+    closing: Option<Option<CloseFrame>>,
+    unflushed: bool,
+    /// The write deadline, armed (boxed) only while the destination makes the pump wait.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<R, T> Pump<'_, R, T> {
+    /// The destination makes the pump wait: arms the write deadline, or reports that it
+    /// passed.
+    fn wait_for_destination(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let limit = self.write_timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<R, T> Future for Pump<'_, R, T>
+where
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+    T: Sink<Message, Error = WsError> + Unpin,
+{
+    type Output = End;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<End> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if let Some(msg) = this.pending.take() {
+                match std::pin::Pin::new(&mut *this.tx).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        this.timer = None;
+                        if let Err(e) = std::pin::Pin::new(&mut *this.tx).start_send(msg) {
+                            return Poll::Ready(End::DestGone(e.to_string()));
+                        }
+                        this.unflushed = true;
                     }
-                    unflushed = false;
+                    Poll::Ready(Err(e)) => return Poll::Ready(End::DestGone(e.to_string())),
+                    Poll::Pending => {
+                        this.pending = Some(msg);
+                        if this.wait_for_destination(cx) {
+                            return Poll::Ready(End::DestStuck);
+                        }
+                        return Poll::Pending;
+                    }
                 }
-                match (tick.as_mut(), live.keepalive) {
-                    (Some(tick), Some(k)) => loop {
-                        tokio::select! {
-                            item = rx.next() => break item,
-                            _ = tick.tick() => {
-                                if live.dst.silent_for() > k.interval + k.timeout {
-                                    return End::DestGone(format!(
-                                        "no answer to keepalive pings for {:?}",
-                                        k.interval + k.timeout
-                                    ));
+            }
+            if this.closing.is_some() {
+                // A last flush of what was forwarded before the close (bounded; errors do not
+                // matter any more).
+                if this.unflushed {
+                    match std::pin::Pin::new(&mut *this.tx).poll_flush(cx) {
+                        Poll::Pending if !this.wait_for_destination(cx) => return Poll::Pending,
+                        _ => this.unflushed = false,
+                    }
+                }
+                return Poll::Ready(End::Close(this.closing.take().flatten()));
+            }
+            match std::pin::Pin::new(&mut *this.rx).poll_next(cx) {
+                Poll::Ready(next) => {
+                    this.live.src.touch();
+                    let msg = match next {
+                        None => {
+                            return Poll::Ready(End::Gone(
+                                "connection ended without a close frame".into(),
+                            ))
+                        }
+                        Some(Err(e)) => return Poll::Ready(classify_read_error(e)),
+                        Some(Ok(m)) => m,
+                    };
+                    match msg {
+                        Message::Text(_) | Message::Binary(_) => {
+                            this.messages.fetch_add(1, Ordering::Relaxed);
+                            this.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
+                            this.activity.touch();
+                            this.pending = Some(msg);
+                        }
+                        Message::Ping(_) => this.pending = Some(msg),
+                        Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Close(frame) => this.closing = Some(frame),
+                    }
+                }
+                Poll::Pending => {
+                    // Nothing more to read now: flush before waiting.
+                    if this.unflushed {
+                        match std::pin::Pin::new(&mut *this.tx).poll_flush(cx) {
+                            Poll::Ready(Ok(())) => {
+                                this.unflushed = false;
+                                this.timer = None;
+                            }
+                            Poll::Ready(Err(e)) => {
+                                return Poll::Ready(End::DestGone(e.to_string()))
+                            }
+                            Poll::Pending => {
+                                if this.wait_for_destination(cx) {
+                                    return Poll::Ready(End::DestStuck);
                                 }
-                                match tokio::time::timeout(write_timeout, tx.send(Message::Ping(Default::default()))).await {
-                                    Err(_) => return End::DestStuck,
-                                    Ok(Err(e)) => return End::DestGone(e.to_string()),
-                                    Ok(Ok(())) => {}
-                                }
+                                return Poll::Pending;
                             }
                         }
-                    },
-                    _ => rx.next().await,
+                    }
+                    if let (Some(tick), Some(k)) = (this.tick.as_mut(), this.live.keepalive) {
+                        if tick.poll_tick(cx).is_ready() {
+                            if this.live.dst.silent_for() > k.interval + k.timeout {
+                                return Poll::Ready(End::DestGone(format!(
+                                    "no answer to keepalive pings for {:?}",
+                                    k.interval + k.timeout
+                                )));
+                            }
+                            this.pending = Some(Message::Ping(Default::default()));
+                            continue;
+                        }
+                    }
+                    return Poll::Pending;
                 }
             }
-        };
-        live.src.touch();
-        let msg = match next {
-            None => return End::Gone("connection ended without a close frame".into()),
-            Some(Err(e)) => return classify_read_error(e),
-            Some(Ok(m)) => m,
-        };
-        match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                messages.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
-                activity.touch();
-            }
-            Message::Ping(_) => {}
-            Message::Pong(_) | Message::Frame(_) => continue,
-            Message::Close(frame) => {
-                if unflushed {
-                    let _ = tokio::time::timeout(write_timeout, tx.flush()).await;
-                }
-                return End::Close(frame);
-            }
         }
-        match tokio::time::timeout(write_timeout, tx.feed(msg)).await {
-            Err(_) => return End::DestStuck,
-            Ok(Err(e)) => return End::DestGone(e.to_string()),
-            Ok(Ok(())) => {}
-        }
-        unflushed = true;
     }
 }
 
@@ -390,18 +480,18 @@ where
 /// `shutdown` ends the session with 1001 "Going Away" on both legs. Counters are updated as
 /// messages pass (`*_in`: client → service, `*_out`: service → client). Without failover;
 /// see [`relay_with_failover`].
-pub async fn relay<C, S>(
+pub fn relay<'a, C, S>(
     client: C,
     service: S,
-    counters: &Counters,
-    cfg: &RelayConfig,
-    shutdown: &CancellationToken,
-) -> Outcome
+    counters: &'a Counters,
+    cfg: &'a RelayConfig,
+    shutdown: &'a CancellationToken,
+) -> impl std::future::Future<Output = Outcome> + 'a
 where
-    C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
-    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send,
+    C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'a,
 {
-    relay_with_failover(client, service, counters, cfg, shutdown, &mut NoFailover).await
+    relay_with_failover(client, service, counters, cfg, shutdown, NoFailover)
 }
 
 /// Why the service leg ended, if that end allows a failover: a reset/EOF without a close
@@ -644,21 +734,43 @@ where
 /// [`RelayConfig::failover_buffer_bytes`], and delivered first). What is not: any state the old
 /// instance held, and messages the old instance had accepted (or that were being written to
 /// it) but not answered.
-pub async fn relay_with_failover<C, S, F>(
+pub fn relay_with_failover<'a, C, S, F>(
     client: C,
     service: S,
+    counters: &'a Counters,
+    cfg: &'a RelayConfig,
+    shutdown: &'a CancellationToken,
+    f: F,
+) -> impl std::future::Future<Output = Outcome> + 'a
+where
+    C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
+    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
+    F: Reconnect<S> + 'a,
+{
+    // Split here, not in the session's future: an async fn keeps its arguments for its whole
+    // life, and the halves are smaller than the legs.
+    let (c_tx, c_rx) = client.split();
+    let (s_tx, s_rx) = service.split();
+    run(c_tx, c_rx, s_tx, s_rx, counters, cfg, shutdown, f)
+}
+
+/// The body of [`relay_with_failover`], on split legs.
+#[allow(clippy::too_many_arguments)]
+async fn run<C, S, F>(
+    mut c_tx: futures_util::stream::SplitSink<C, Message>,
+    mut c_rx: futures_util::stream::SplitStream<C>,
+    mut s_tx: futures_util::stream::SplitSink<S, Message>,
+    mut s_rx: futures_util::stream::SplitStream<S>,
     counters: &Counters,
     cfg: &RelayConfig,
     shutdown: &CancellationToken,
-    f: &mut F,
+    mut f: F,
 ) -> Outcome
 where
     C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin,
     F: Reconnect<S>,
 {
-    let (mut c_tx, mut c_rx) = client.split();
-    let (mut s_tx, mut s_rx) = service.split();
     let limit = cfg.close_timeout;
 
     let activity = Activity::new();
@@ -706,17 +818,19 @@ where
         if let Ok((side, end)) = &first {
             if let Some(cause) = failover_cause(*side, end).filter(|_| f.may_switch()) {
                 let answer_old = matches!(end, End::Close(_));
-                match fail_over(
+                // Boxed, as the other rare phases below: a future is as large as its largest
+                // state, and every session carries its relay future (issue 7).
+                match Box::pin(fail_over(
                     &mut c_tx,
                     &mut c_rx,
                     (s_tx, s_rx),
                     answer_old,
                     &cause,
-                    f,
+                    &mut f,
                     counters,
                     cfg,
                     shutdown,
-                )
+                ))
                 .await
                 {
                     Failover::Ended(outcome) => return outcome,
@@ -724,7 +838,8 @@ where
                         let n = buffer.len();
                         (s_tx, s_rx) = leg.split();
                         service_heard.touch();
-                        let delivered = deliver(&mut s_tx, &mut buffer, cfg.write_timeout).await;
+                        let delivered =
+                            Box::pin(deliver(&mut s_tx, &mut buffer, cfg.write_timeout)).await;
                         f.switched(&cause, n, bytes);
                         if let Err(e) = delivered {
                             // The new instance failed at once: fail over again (the undelivered
@@ -742,10 +857,13 @@ where
             Err((code, reason)) => {
                 // The relay itself ends the session: both legs get the same close frame.
                 let f = close_frame(code, reason);
-                tokio::join!(
-                    close_leg(c_tx, c_rx, Some(f.clone()), limit),
-                    close_leg(s_tx, s_rx, Some(f), limit)
-                );
+                Box::pin(async move {
+                    tokio::join!(
+                        close_leg(c_tx, c_rx, Some(f.clone()), limit),
+                        close_leg(s_tx, s_rx, Some(f), limit)
+                    )
+                })
+                .await;
                 return Outcome {
                     closed_by: None,
                     code: Some(u16::from(code)),
@@ -755,8 +873,8 @@ where
         };
 
         return match side {
-            Side::Client => finish(side, end, c_tx, c_rx, s_tx, s_rx, limit).await,
-            Side::Service => finish(side, end, s_tx, s_rx, c_tx, c_rx, limit).await,
+            Side::Client => Box::pin(finish(side, end, c_tx, c_rx, s_tx, s_rx, limit)).await,
+            Side::Service => Box::pin(finish(side, end, s_tx, s_rx, c_tx, c_rx, limit)).await,
         };
     }
 }
@@ -1340,13 +1458,13 @@ mod failover_tests {
     fn spawn_counted(
         c_leg: RelayLeg,
         s_leg: RelayLeg,
-        mut f: Fake,
+        f: Fake,
         cfg: RelayConfig,
         counters: Arc<Counters>,
     ) -> tokio::task::JoinHandle<(Outcome, u64)> {
         tokio::spawn(async move {
             let token = CancellationToken::new();
-            let o = relay_with_failover(c_leg, s_leg, &counters, &cfg, &token, &mut f).await;
+            let o = relay_with_failover(c_leg, s_leg, &counters, &cfg, &token, f).await;
             (o, counters.messages_in.load(Ordering::Relaxed))
         })
     }
@@ -1562,5 +1680,64 @@ mod failover_tests {
         drop(s2);
         assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 1011);
         relay.await.unwrap();
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    #[tokio::test]
+    async fn probe() {
+        let (a, _b) = tokio::io::duplex(16);
+        let (c, _d) = tokio::io::duplex(16);
+        type L = crate::proxy::leg::Leg<tokio::io::DuplexStream>;
+        let cl = L::new(
+            a,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            Default::default(),
+        );
+        let sl = L::new(
+            c,
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            Default::default(),
+        );
+        eprintln!(
+            "leg={} sleep={} msg={} interval={} cancel={}",
+            std::mem::size_of::<L>(),
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<Message>(),
+            std::mem::size_of::<tokio::time::Interval>(),
+            0
+        );
+        let counters = Counters::default();
+        let token = CancellationToken::new();
+        let cfg = RelayConfig::default();
+        let (mut c_tx, mut c_rx) = cl.split();
+        let activity = Activity::new();
+        let h = Heard::new(activity.start);
+        let p = pump(
+            &mut c_rx,
+            &mut c_tx,
+            &counters.messages_in,
+            &counters.bytes_in,
+            &activity,
+            cfg.write_timeout,
+            PumpLiveness {
+                keepalive: None,
+                src: &h,
+                dst: &h,
+            },
+        );
+        eprintln!(
+            "pump={} wserr={} item={} end={}",
+            std::mem::size_of_val(&p),
+            std::mem::size_of::<WsError>(),
+            std::mem::size_of::<Option<Result<Message, WsError>>>(),
+            std::mem::size_of::<End>()
+        );
+        drop(p);
+        let f = relay(c_tx.reunite(c_rx).unwrap(), sl, &counters, &cfg, &token);
+        eprintln!("relay={}", std::mem::size_of_val(&f));
+        let f2 = token.cancelled();
+        eprintln!("cancelled={}", std::mem::size_of_val(&f2));
     }
 }
