@@ -226,11 +226,12 @@ async fn open_session(
             req.uri().path().to_owned(),
             req.uri().query().map(str::to_owned),
             req.headers().clone(),
+            client,
         ))
     });
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = Arc::clone(shared);
-    let connect_ms = conn.elapsed.as_millis();
+    let connect_ms = u64::try_from(conn.elapsed.as_millis()).unwrap_or(u64::MAX);
     shared
         .metrics
         .proxy
@@ -239,7 +240,8 @@ async fn open_session(
     // The session enters the table now; the task captures only the guard (a task keeps what
     // it captured for its whole life, so every byte here is per-session memory, issue 7).
     let guard = shared.sessions.insert(key, info);
-    let service_leg = conn.ws;
+    // Boxed until the relay splits it: the task would keep the leg's bytes twice otherwise.
+    let service_leg = Box::new(conn.ws);
     shared.tracker.spawn(async move {
         let guard = guard;
         // Declared after the guard so it is released first: once a session has left the
@@ -254,22 +256,25 @@ async fn open_session(
         };
         let client_ws = leg::Leg::new(TokioIo::new(upgraded), Role::Server, settings.client_limits);
         let s = guard.info();
-        let service_label = crate::metrics::ServiceLabel {
+        // Made again after the relay rather than kept across it (per-session memory).
+        let service_label = || crate::metrics::ServiceLabel {
             service: s.service_id.clone(),
         };
         let metrics = &shared2.metrics.proxy;
-        metrics.sessions_open.get_or_create(&service_label).inc();
-        let up = s.upstream();
-        tracing::info!(
-            session = %s.id, client = %s.client, service = %s.service_id, instance = %up.instance_id,
-            upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
-            "session opened"
-        );
+        metrics.sessions_open.get_or_create(&service_label()).inc();
+        {
+            let up = s.upstream();
+            tracing::info!(
+                session = %s.id, client = %s.client, service = %s.service_id, instance = %up.instance_id,
+                upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
+                "session opened"
+            );
+        }
         let started = Instant::now();
         let outcome = match failover_ctx {
-            None => relay::relay(client_ws, service_leg, &s.counters, &settings.relay, &shared2.shutdown).await,
+            None => relay::relay(client_ws, *service_leg, &s.counters, &settings.relay, &shared2.shutdown).await,
             Some(ctx) => {
-                let (path, query, headers) = *ctx;
+                let (path, query, headers, client) = *ctx;
                 let f = failover::SessionFailover::new(
                     Arc::clone(&shared2),
                     Arc::clone(&settings),
@@ -283,10 +288,11 @@ async fn open_session(
                 );
                 // Boxed: the failover machinery (a whole upstream handshake) must not grow
                 // the task of every session that does not use it.
-                Box::pin(relay::relay_with_failover(client_ws, service_leg, &s.counters, &settings.relay, &shared2.shutdown, f)).await
+                Box::pin(relay::relay_with_failover(client_ws, *service_leg, &s.counters, &settings.relay, &shared2.shutdown, f)).await
             }
         };
         s.counters.sync(metrics);
+        let service_label = service_label();
         metrics.sessions_open.get_or_create(&service_label).dec();
         metrics
             .sessions_total
