@@ -16,7 +16,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 
 use super::{client_side, handle_request, Shared};
 
@@ -48,7 +47,7 @@ pub async fn serve(
                 }
                 backoff = Duration::from_millis(10);
                 let shared = Arc::clone(&shared);
-                let tls = tls.as_ref().map(|t| TlsAcceptor::from(t.load_full()));
+                let tls = tls.as_ref().map(|t| t.load_full());
                 shared
                     .tracker
                     .clone()
@@ -72,16 +71,17 @@ pub async fn serve(
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
 ) {
     let _ = tcp.set_nodelay(true);
     let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     match tls {
         None => serve_http(tcp, client_side(peer, false, local_port), shared).await,
-        Some(acceptor) => {
+        Some(config) => {
             let limit = shared.settings.load().handshake_timeout;
-            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+            // rustls' unbuffered API: no TLS buffer is held while the session is idle.
+            match tokio::time::timeout(limit, super::tls_stream::accept(tcp, config)).await {
                 Ok(Ok(stream)) => {
                     serve_http(stream, client_side(peer, true, local_port), shared).await
                 }

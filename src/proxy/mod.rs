@@ -10,6 +10,7 @@ pub mod handshake;
 pub mod leg;
 pub mod listener;
 pub mod relay;
+pub mod tls_stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

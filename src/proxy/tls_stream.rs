@@ -1,0 +1,521 @@
+//! The listener's TLS stream on rustls' unbuffered API: it holds no buffer while the
+//! connection is idle (issue 7).
+//!
+//! `tokio_rustls` drives rustls' buffered `ServerConnection`, whose record read buffer is
+//! resized to 4 KiB (and zero-filled) before every read and never given back, so every idle
+//! `wss` session kept 4 KiB for it. [`ServerTls`] uses `UnbufferedServerConnection` instead
+//! and owns its buffers: received ciphertext is kept only until it is processed, decrypted
+//! plaintext only until it is read, and encrypted output only until it is written. The TLS
+//! protocol itself (handshake, certificate resolver and hot reload, client authentication,
+//! key updates, alerts, `close_notify`) stays entirely in rustls.
+//!
+//! [`accept`] runs the handshake; [`ServerTls`] then implements tokio's `AsyncRead` and
+//! `AsyncWrite` for hyper and the relay. A write is taken once it is encrypted into the
+//! output (written out at once if the socket allows, else on the next write or flush); a
+//! flush writes everything out. A clean `close_notify` reads as end of stream; the transport
+//! ending inside a record is an `UnexpectedEof` error.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes asked of the socket per read (a TLS record is at most about 16 KiB).
+const READ_CHUNK: usize = 16 * 1024;
+/// Encrypted output above which a write waits until some of it is sent (bytes).
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// What the state machine waits for when [`ServerTls::advance`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The handshake needs more bytes from the client.
+    Handshake,
+    /// Nothing to do: application data may flow.
+    Traffic,
+    /// Both sides sent `close_notify`.
+    Closed,
+}
+
+/// A server-side TLS connection over `IO` (see the module doc).
+pub struct ServerTls<IO> {
+    io: IO,
+    conn: UnbufferedServerConnection,
+    /// Received ciphertext not yet processed; no allocation while empty.
+    incoming: Vec<u8>,
+    /// Encrypted output not yet written, from `out_pos`; no allocation once written.
+    outgoing: Vec<u8>,
+    out_pos: usize,
+    /// Decrypted plaintext not yet read, from `plain_pos`; no allocation once read.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// The client sent `close_notify` (clean end of its data).
+    peer_closed: bool,
+    /// The transport ended.
+    eof: bool,
+    /// Our `close_notify` is queued or sent.
+    close_sent: bool,
+}
+
+fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Runs `f` on spare room at the end of `out` (growing it as `f` asks) and keeps the bytes
+/// `f` wrote.
+fn append_with(
+    out: &mut Vec<u8>,
+    first_guess: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> io::Result<()> {
+    let start = out.len();
+    let mut room = first_guess;
+    loop {
+        out.resize(start + room, 0);
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(Some(required)) if required > room => room = required,
+            Err(_) => {
+                out.truncate(start);
+                return Err(io::Error::other("TLS output could not be encoded"));
+            }
+        }
+    }
+}
+
+impl<IO> ServerTls<IO> {
+    /// Plaintext read and not yet consumed, or output not yet written, in bytes (0 for an
+    /// idle connection; the buffers' capacity is released with their contents).
+    pub fn buffered_capacity(&self) -> usize {
+        self.incoming.capacity() + self.outgoing.capacity() + self.plain.capacity()
+    }
+
+    /// Runs rustls' state machine until it needs the network or has nothing more to do.
+    /// Decrypted data goes to `read` while it has room, then to `self.plain`; `app` is
+    /// encrypted (whole) once application data may be sent, and `close` queues
+    /// `close_notify`. Returns what the machine waits for and whether `app` was taken.
+    fn advance(
+        &mut self,
+        mut read: Option<&mut ReadBuf<'_>>,
+        app: &[u8],
+        close: bool,
+    ) -> io::Result<(Wait, bool)> {
+        let mut taken = app.is_empty();
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => {
+                    self.incoming.drain(..discard.min(self.incoming.len()));
+                    self.encode_alert();
+                    return Err(tls_error(e));
+                }
+            };
+            let wait = match state {
+                ConnectionState::ReadTraffic(mut r) => {
+                    while let Some(rec) = r.next_record() {
+                        let rec = rec.map_err(tls_error)?;
+                        discard += rec.discard;
+                        let mut payload = rec.payload;
+                        if self.plain.is_empty() {
+                            if let Some(buf) = read.as_deref_mut() {
+                                let n = payload.len().min(buf.remaining());
+                                buf.put_slice(&payload[..n]);
+                                payload = &payload[n..];
+                            }
+                        }
+                        self.plain.extend_from_slice(payload);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut e) => {
+                    append_with(&mut self.outgoing, 1024, |buf| {
+                        e.encode(buf).map_err(|err| match err {
+                            EncodeError::InsufficientSize(InsufficientSizeError {
+                                required_size,
+                            }) => Some(required_size),
+                            _ => None,
+                        })
+                    })?;
+                    None
+                }
+                ConnectionState::TransmitTlsData(t) => {
+                    // The encoded records wait in `outgoing`, ahead of anything written
+                    // later, so they count as transmitted for rustls now.
+                    t.done();
+                    None
+                }
+                ConnectionState::BlockedHandshake => Some(Wait::Handshake),
+                ConnectionState::PeerClosed => {
+                    self.peer_closed = true;
+                    None
+                }
+                ConnectionState::Closed => Some(Wait::Closed),
+                ConnectionState::WriteTraffic(mut w) => {
+                    if !taken {
+                        let guess = app.len() + 64 + app.len() / 16;
+                        append_with(&mut self.outgoing, guess, |buf| {
+                            w.encrypt(app, buf).map_err(|err| match err {
+                                EncryptError::InsufficientSize(InsufficientSizeError {
+                                    required_size,
+                                }) => Some(required_size),
+                                _ => None,
+                            })
+                        })?;
+                        taken = true;
+                        None
+                    } else if close && !self.close_sent {
+                        append_with(&mut self.outgoing, 64, |buf| {
+                            w.queue_close_notify(buf).map_err(|err| match err {
+                                EncryptError::InsufficientSize(InsufficientSizeError {
+                                    required_size,
+                                }) => Some(required_size),
+                                _ => None,
+                            })
+                        })?;
+                        self.close_sent = true;
+                        None
+                    } else {
+                        Some(Wait::Traffic)
+                    }
+                }
+                _ => {
+                    return Err(tls_error(rustls::Error::General(
+                        "unexpected TLS state (early data is not enabled)".into(),
+                    )))
+                }
+            };
+            self.incoming.drain(..discard.min(self.incoming.len()));
+            if let Some(w) = wait {
+                return Ok((w, taken));
+            }
+        }
+    }
+}
+
+impl<IO> ServerTls<IO> {
+    /// After an error, encodes the alert rustls queued for the peer (it says why, e.g.
+    /// `protocol_version`), to be sent before the connection is dropped.
+    fn encode_alert(&mut self) {
+        for _ in 0..4 {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    let _ = append_with(&mut self.outgoing, 64, |buf| {
+                        e.encode(buf).map_err(|err| match err {
+                            EncodeError::InsufficientSize(InsufficientSizeError {
+                                required_size,
+                            }) => Some(required_size),
+                            _ => None,
+                        })
+                    });
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                _ => return,
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
+    /// Writes encrypted output until none is left; frees the buffer then.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.out_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_pos += n;
+        }
+        self.outgoing = Vec::new();
+        self.out_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more ciphertext; `Ok(false)` at the end of the transport.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.incoming.capacity() - self.incoming.len() < READ_CHUNK {
+            self.incoming.reserve(READ_CHUNK);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.incoming) {
+            Poll::Pending => {
+                if self.incoming.is_empty() {
+                    // Idle: hold no read buffer.
+                    self.incoming = Vec::new();
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                Poll::Ready(Ok(false))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Runs the TLS handshake of a client connection on `io` with `config` (certificate resolver,
+/// protocol versions, ALPN, client authentication).
+///
+/// # Errors
+/// The rustls error for a failed handshake (`InvalidData`), `UnexpectedEof` when the client
+/// leaves during it, or the transport's error.
+pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
+    config: Arc<rustls::ServerConfig>,
+) -> io::Result<ServerTls<IO>> {
+    let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
+    let mut tls = ServerTls {
+        io,
+        conn,
+        incoming: Vec::new(),
+        outgoing: Vec::new(),
+        out_pos: 0,
+        plain: Vec::new(),
+        plain_pos: 0,
+        peer_closed: false,
+        eof: false,
+        close_sent: false,
+    };
+    std::future::poll_fn(|cx| loop {
+        let wait = match tls.advance(None, &[], false) {
+            Ok((wait, _)) => wait,
+            Err(e) => {
+                // Best effort: the alert that says why goes out before the error.
+                let _ = tls.poll_send(cx);
+                return Poll::Ready(Err(e));
+            }
+        };
+        ready!(tls.poll_send(cx))?;
+        match wait {
+            Wait::Traffic => return Poll::Ready(Ok(())),
+            Wait::Closed => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            Wait::Handshake => {
+                if tls.peer_closed || !ready!(tls.poll_receive(cx))? {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client left during the TLS handshake",
+                    )));
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(tls)
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.plain_pos < this.plain.len() {
+                let n = (this.plain.len() - this.plain_pos).min(buf.remaining());
+                buf.put_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
+                this.plain_pos += n;
+                if this.plain_pos == this.plain.len() {
+                    this.plain = Vec::new();
+                    this.plain_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            let wait = match this.advance(Some(buf), &[], false) {
+                Ok((wait, _)) => wait,
+                Err(e) => {
+                    let _ = this.poll_send(cx);
+                    return Poll::Ready(Err(e));
+                }
+            };
+            // Send what the state machine produced (a key update answer, alerts) if the
+            // socket takes it now; a write error shows on the write side.
+            if this.out_pos < this.outgoing.len() {
+                let _ = this.poll_send(cx);
+            }
+            if buf.filled().len() > before {
+                return Poll::Ready(Ok(()));
+            }
+            if !this.plain.is_empty() {
+                continue;
+            }
+            if this.peer_closed || wait == Wait::Closed {
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(if this.incoming.is_empty() {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the connection ended inside a TLS record",
+                    ))
+                });
+            }
+            if !ready!(this.poll_receive(cx))? {
+                continue;
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.outgoing.len() - this.out_pos >= WRITE_HIGH_WATER {
+            ready!(this.poll_send(cx))?;
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let (_, taken) = this.advance(None, data, false)?;
+        if !taken {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the TLS connection is closed",
+            )));
+        }
+        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.close_sent {
+            // Errors here only mean the connection is already unusable.
+            let _ = this.advance(None, &[], true);
+            this.close_sent = true;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{certified_key_from_pem, self_signed_pem, server_config, CertStore};
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio_rustls::client::TlsStream;
+
+    /// A handshaken pair over an in-memory pipe: (wsrelay's server side, a tokio-rustls
+    /// client that trusts the server's self-signed certificate).
+    async fn pair() -> (ServerTls<DuplexStream>, TlsStream<DuplexStream>) {
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ck = certified_key_from_pem(&cert, &key).unwrap();
+        let server = Arc::new(server_config(Arc::new(CertStore::new(ck))).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &cert).unwrap();
+        let client = crate::tls::client_config(Some(&ca)).unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let (s, c) = tokio::join!(
+            accept(a, server),
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, b)
+        );
+        (s.unwrap(), c.unwrap())
+    }
+
+    #[tokio::test]
+    async fn data_of_every_size_crosses_both_ways_and_an_idle_stream_holds_no_buffer() {
+        let (mut server, mut client) = pair().await;
+        for size in [1usize, 100, 16_384, 16_385, 200_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+            let mut got = vec![0u8; size];
+            let (w, r) = tokio::join!(
+                async {
+                    client.write_all(&data).await?;
+                    client.flush().await
+                },
+                server.read_exact(&mut got)
+            );
+            w.unwrap();
+            r.unwrap();
+            assert_eq!(got, data, "client → server, {size} bytes");
+            let (w, r) = tokio::join!(
+                async {
+                    server.write_all(&data).await?;
+                    server.flush().await
+                },
+                client.read_exact(&mut got)
+            );
+            w.unwrap();
+            r.unwrap();
+            assert_eq!(got, data, "server → client, {size} bytes");
+        }
+        // Nothing more to read: the stream waits holding no buffer.
+        let mut b = [0u8; 16];
+        assert!(server.read(&mut b).now_or_never().is_none());
+        assert_eq!(server.buffered_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_notify_reads_as_the_end_both_ways() {
+        let (mut server, mut client) = pair().await;
+        client.shutdown().await.unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(server.read(&mut b).await.unwrap(), 0);
+        server.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut b).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_broken_or_abandoned_handshake_is_an_error() {
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ck = certified_key_from_pem(&cert, &key).unwrap();
+        let config = Arc::new(server_config(Arc::new(CertStore::new(ck))).unwrap());
+        // Not TLS at all.
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let e = accept(a, Arc::clone(&config)).await.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // The client leaves before the handshake is over.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        drop(b);
+        let e = accept(a, config).await.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_transport_inside_a_record_is_an_error() {
+        let (mut server, client) = pair().await;
+        let (mut raw, _) = client.into_inner();
+        // A TLS application-data record header announcing 100 bytes, then the end.
+        raw.write_all(&[23, 3, 3, 0, 100, 1, 2, 3]).await.unwrap();
+        drop(raw);
+        let mut b = [0u8; 16];
+        let e = server.read(&mut b).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+}
