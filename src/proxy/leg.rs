@@ -576,32 +576,23 @@ mod tests {
         (Leg::new(a, Role::Server, limits(max)), b)
     }
 
-    /// One frame as a peer writes it (`mask`: a client's key).
+    /// One frame as a peer writes it, from its first byte (FIN, RSV, opcode) and payload,
+    /// masked with `mask` (a client's key); encoded by tungstenite, an independent encoder.
     fn frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-        let mut v = vec![b0];
-        let m = if mask.is_some() { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => v.push(m | n as u8),
-            n if n <= 0xffff => {
-                v.push(m | 126);
-                v.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                v.push(m | 127);
-                v.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let start = v.len() + if mask.is_some() { 4 } else { 0 };
-        if let Some(k) = mask {
-            v.extend_from_slice(&k);
-        }
-        v.extend_from_slice(payload);
-        if let Some(k) = mask {
-            for (i, b) in v[start..].iter_mut().enumerate() {
-                *b ^= k[i % 4];
-            }
-        }
-        v
+        use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+        let header = FrameHeader {
+            is_final: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
+            rsv2: b0 & 0x20 != 0,
+            rsv3: b0 & 0x10 != 0,
+            opcode: (b0 & 0x0f).into(),
+            mask,
+        };
+        let mut out = Vec::new();
+        Frame::from_payload(header, payload.to_vec().into())
+            .format(&mut out)
+            .unwrap();
+        out
     }
 
     const KEY: Option<[u8; 4]> = Some([0x12, 0x34, 0x56, 0x78]);

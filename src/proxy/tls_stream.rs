@@ -62,6 +62,26 @@ pub struct ServerTls<IO> {
     close_sent: bool,
 }
 
+/// The room an encoder asked for, if that was its complaint.
+fn room_for_encode(err: EncodeError) -> Option<usize> {
+    match err {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(required_size)
+        }
+        _ => None,
+    }
+}
+
+/// The room an encryption asked for, if that was its complaint.
+fn room_for_encrypt(err: EncryptError) -> Option<usize> {
+    match err {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(required_size)
+        }
+        _ => None,
+    }
+}
+
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -139,12 +159,7 @@ impl<IO> ServerTls<IO> {
                 }
                 ConnectionState::EncodeTlsData(mut e) => {
                     append_with(&mut self.outgoing, 1024, |buf| {
-                        e.encode(buf).map_err(|err| match err {
-                            EncodeError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            }) => Some(required_size),
-                            _ => None,
-                        })
+                        e.encode(buf).map_err(room_for_encode)
                     })?;
                     None
                 }
@@ -164,23 +179,13 @@ impl<IO> ServerTls<IO> {
                     if !taken {
                         let guess = app.len() + 64 + app.len() / 16;
                         append_with(&mut self.outgoing, guess, |buf| {
-                            w.encrypt(app, buf).map_err(|err| match err {
-                                EncryptError::InsufficientSize(InsufficientSizeError {
-                                    required_size,
-                                }) => Some(required_size),
-                                _ => None,
-                            })
+                            w.encrypt(app, buf).map_err(room_for_encrypt)
                         })?;
                         taken = true;
                         None
                     } else if close && !self.close_sent {
                         append_with(&mut self.outgoing, 64, |buf| {
-                            w.queue_close_notify(buf).map_err(|err| match err {
-                                EncryptError::InsufficientSize(InsufficientSizeError {
-                                    required_size,
-                                }) => Some(required_size),
-                                _ => None,
-                            })
+                            w.queue_close_notify(buf).map_err(room_for_encrypt)
                         })?;
                         self.close_sent = true;
                         None
@@ -211,12 +216,7 @@ impl<IO> ServerTls<IO> {
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     let _ = append_with(&mut self.outgoing, 64, |buf| {
-                        e.encode(buf).map_err(|err| match err {
-                            EncodeError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            }) => Some(required_size),
-                            _ => None,
-                        })
+                        e.encode(buf).map_err(room_for_encode)
                     });
                 }
                 Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
