@@ -450,17 +450,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Stream for Leg<I> {
                     .clamp(READ_CHUNK, MAX_READ_AHEAD),
                 None => READ_CHUNK,
             };
-            if this.rbuf.capacity() - this.rbuf.len() < want {
-                this.rbuf.reserve(want);
-            }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
-                Poll::Pending => {
-                    if this.rbuf.is_empty() {
-                        // Idle: hold no read buffer.
-                        this.rbuf = BytesMut::new();
-                    }
-                    return Poll::Pending;
-                }
+            match poll_read_lazily(&mut this.io, cx, &mut this.rbuf, want) {
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
                     this.read_done = true;
                     this.rbuf = BytesMut::new();
@@ -523,6 +514,25 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Leg<I> {
         }
         self.poll_flush_all(cx)
     }
+}
+
+/// Reads from `io` into `buf` after making room for `want` bytes; when the read has to wait
+/// and `buf` holds nothing, frees `buf`, so a connection holds no read buffer while idle
+/// (issue 7). `Ok(0)` is the end of the stream.
+pub(crate) fn poll_read_lazily<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want);
+    }
+    let r = tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
+    if r.is_pending() && buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    r
 }
 
 /// XORs `buf` with the masking key `key`, starting at key offset 0 (RFC 6455 §5.3); the same

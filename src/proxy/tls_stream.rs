@@ -47,7 +47,7 @@ pub struct ServerTls<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
     /// Received ciphertext not yet processed; no allocation while empty.
-    incoming: Vec<u8>,
+    incoming: bytes::BytesMut,
     /// Encrypted output not yet written, from `out_pos`; no allocation once written.
     outgoing: Vec<u8>,
     out_pos: usize,
@@ -135,7 +135,8 @@ impl<IO> ServerTls<IO> {
             let state = match state {
                 Ok(s) => s,
                 Err(e) => {
-                    self.incoming.drain(..discard.min(self.incoming.len()));
+                    let n = discard.min(self.incoming.len());
+                    bytes::Buf::advance(&mut self.incoming, n);
                     self.encode_alert();
                     return Err(tls_error(e));
                 }
@@ -199,7 +200,8 @@ impl<IO> ServerTls<IO> {
                     )))
                 }
             };
-            self.incoming.drain(..discard.min(self.incoming.len()));
+            let n = discard.min(self.incoming.len());
+            bytes::Buf::advance(&mut self.incoming, n);
             if let Some(w) = wait {
                 return Ok((w, taken));
             }
@@ -243,17 +245,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
 
     /// Reads more ciphertext; `Ok(false)` at the end of the transport.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        if self.incoming.capacity() - self.incoming.len() < READ_CHUNK {
-            self.incoming.reserve(READ_CHUNK);
-        }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.incoming) {
-            Poll::Pending => {
-                if self.incoming.is_empty() {
-                    // Idle: hold no read buffer.
-                    self.incoming = Vec::new();
-                }
-                Poll::Pending
-            }
+        match super::leg::poll_read_lazily(&mut self.io, cx, &mut self.incoming, READ_CHUNK) {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
                 Poll::Ready(Ok(false))
@@ -278,7 +271,7 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     let mut tls = ServerTls {
         io,
         conn,
-        incoming: Vec::new(),
+        incoming: bytes::BytesMut::new(),
         outgoing: Vec::new(),
         out_pos: 0,
         plain: Vec::new(),
