@@ -243,7 +243,10 @@ fn spawn_upstream_tls_watch(
 
 /// The reloadable settings for `config`, with `client_tls` for `wss` services.
 fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Settings {
-    let limits = proxy::leg_limits(config.limits.max_message_size, config.limits.max_frame_size);
+    let limits = proxy::leg::Limits {
+        max_message_size: config.limits.max_message_size,
+        max_frame_size: config.limits.max_frame_size,
+    };
     proxy::Settings {
         upstream: UpstreamSettings {
             connect_timeout: config.upstream.connect_timeout,

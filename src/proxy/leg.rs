@@ -110,7 +110,7 @@ pub struct Leg<I> {
     /// A pong or close answer was queued by the reading side and must be written out.
     ctrl_pending: bool,
     close_sent: bool,
-    close_received: bool,
+    /// The stream has ended (a close frame, an error or the end of the connection).
     read_done: bool,
 }
 
@@ -129,7 +129,6 @@ impl<I> Leg<I> {
             out_pos: 0,
             ctrl_pending: false,
             close_sent: false,
-            close_received: false,
             read_done: false,
         }
     }
@@ -302,13 +301,7 @@ impl<I> Leg<I> {
             }
             match head.opcode {
                 OP_TEXT | OP_BINARY if head.fin => {
-                    return if head.opcode == OP_TEXT {
-                        Utf8Bytes::try_from(payload.freeze())
-                            .map(|t| Some(Message::Text(t)))
-                            .map_err(|e| WsError::Utf8(e.to_string()))
-                    } else {
-                        Ok(Some(Message::Binary(payload.freeze())))
-                    };
+                    return data_message(head.opcode == OP_TEXT, payload).map(Some);
                 }
                 OP_TEXT | OP_BINARY => {
                     let mut f = Box::new(Fragments {
@@ -327,18 +320,7 @@ impl<I> Leg<I> {
                     check_utf8_prefix(f)?;
                     if head.fin {
                         if let Some(f) = self.frag.take() {
-                            return if f.text {
-                                if f.checked != f.data.len() {
-                                    return Err(WsError::Utf8(
-                                        "incomplete UTF-8 sequence at the end of a message".into(),
-                                    ));
-                                }
-                                Utf8Bytes::try_from(f.data.freeze())
-                                    .map(|t| Some(Message::Text(t)))
-                                    .map_err(|e| WsError::Utf8(e.to_string()))
-                            } else {
-                                Ok(Some(Message::Binary(f.data.freeze())))
-                            };
+                            return data_message(f.text, f.data).map(Some);
                         }
                     }
                 }
@@ -373,7 +355,6 @@ impl<I> Leg<I> {
                 })
             }
         };
-        self.close_received = true;
         if self.close_sent {
             // The answer to our close: the closing handshake is over.
             return Ok(Message::Close(frame));
@@ -397,15 +378,12 @@ impl<I> Leg<I> {
 impl<I: AsyncWrite + Unpin> Leg<I> {
     /// Writes queued output until none is left; frees the output buffer then.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        while self.out_pos < self.out.len() {
-            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..])) {
-                Ok(0) => return Poll::Ready(Err(WsError::Io(io::ErrorKind::WriteZero.into()))),
-                Ok(n) => self.out_pos += n,
-                Err(e) => return Poll::Ready(Err(WsError::Io(e))),
-            }
-        }
-        self.out = Vec::new();
-        self.out_pos = 0;
+        ready!(poll_write_all(
+            &mut self.io,
+            cx,
+            &mut self.out,
+            &mut self.out_pos
+        ))?;
         self.ctrl_pending = false;
         Poll::Ready(Ok(()))
     }
@@ -432,46 +410,42 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Stream for Leg<I> {
             if this.read_done {
                 return Poll::Ready(None);
             }
-            match this.take_message() {
+            let error = match this.take_message() {
                 Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
-                Ok(None) => {}
-                Err(e) => {
-                    this.read_done = true;
-                    this.rbuf = BytesMut::new();
-                    this.frag = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-            // More bytes are needed: for the frame in progress (bounded), or a chunk.
-            let want = match this.head {
-                Some(h) => h
-                    .len
-                    .saturating_sub(this.rbuf.len())
-                    .clamp(READ_CHUNK, MAX_READ_AHEAD),
-                None => READ_CHUNK,
+                Ok(None) => match this.read_more(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => e,
+                },
+                Err(e) => e,
             };
-            match poll_read_lazily(&mut this.io, cx, &mut this.rbuf, want) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
-                    this.read_done = true;
-                    this.rbuf = BytesMut::new();
-                    this.frag = None;
-                    if this.close_received {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Err(
-                        ProtocolError::ResetWithoutClosingHandshake.into()
-                    )));
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => {
-                    this.read_done = true;
-                    this.rbuf = BytesMut::new();
-                    this.frag = None;
-                    return Poll::Ready(Some(Err(WsError::Io(e))));
-                }
-            }
+            // The stream ends with its first error; what was buffered is dropped.
+            this.read_done = true;
+            this.rbuf = BytesMut::new();
+            this.frag = None;
+            return Poll::Ready(Some(Err(error)));
         }
+    }
+}
+
+impl<I: AsyncRead + Unpin> Leg<I> {
+    /// Reads more bytes: for the frame in progress (bounded), or a chunk. The end of the
+    /// connection is a reset (a close frame would have ended the stream already).
+    fn read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        let want = match self.head {
+            Some(h) => h
+                .len
+                .saturating_sub(self.rbuf.len())
+                .clamp(READ_CHUNK, MAX_READ_AHEAD),
+            None => READ_CHUNK,
+        };
+        Poll::Ready(
+            match ready!(poll_read_lazily(&mut self.io, cx, &mut self.rbuf, want)) {
+                Ok(0) => Err(ProtocolError::ResetWithoutClosingHandshake.into()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(WsError::Io(e)),
+            },
+        )
     }
 }
 
@@ -514,6 +488,37 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Leg<I> {
         }
         self.poll_flush_all(cx)
     }
+}
+
+/// A text (checked to be UTF-8, RFC 6455 §8.1) or binary message with `payload`.
+fn data_message(text: bool, payload: BytesMut) -> Result<Message, WsError> {
+    if text {
+        Utf8Bytes::try_from(payload.freeze())
+            .map(Message::Text)
+            .map_err(|e| WsError::Utf8(e.to_string()))
+    } else {
+        Ok(Message::Binary(payload.freeze()))
+    }
+}
+
+/// Writes `out[*pos..]` to `io` until all of it is written, then frees `out`, so a connection
+/// holds no output buffer while idle (issue 7). `WriteZero` if `io` takes nothing.
+pub(crate) fn poll_write_all<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    cx: &mut Context<'_>,
+    out: &mut Vec<u8>,
+    pos: &mut usize,
+) -> Poll<io::Result<()>> {
+    while *pos < out.len() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, &out[*pos..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *pos += n;
+    }
+    *out = Vec::new();
+    *pos = 0;
+    Poll::Ready(Ok(()))
 }
 
 /// Reads from `io` into `buf` after making room for `want` bytes; when the read has to wait

@@ -90,15 +90,6 @@ pub struct Settings {
     pub failover: crate::config::FailoverConfig,
 }
 
-/// Frame and message limits for both legs, from `limits.max_message_size` and
-/// `limits.max_frame_size` (bytes).
-pub fn leg_limits(max_message_size: usize, max_frame_size: usize) -> leg::Limits {
-    leg::Limits {
-        max_message_size,
-        max_frame_size,
-    }
-}
-
 /// Handles one HTTP request on a client connection: admin endpoints or a WebSocket upgrade.
 pub async fn handle_request(
     req: Request<Incoming>,

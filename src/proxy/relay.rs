@@ -6,11 +6,11 @@
 //! its own direction (no proxy deadlock with echoing services).
 //!
 //! Rules (RFC 6455):
-//! - text and binary messages are forwarded as they are (payloads are reference-counted
-//!   `Bytes`, never copied or re-encoded); writes are batched and flushed when the reading
-//!   side has nothing more ready;
-//! - pings are answered by the relay (tungstenite replies with the pong) and also forwarded;
-//!   pongs are hop-by-hop and not forwarded;
+//! - text and binary messages are forwarded as they are (one frame per message, payloads
+//!   passed as reference-counted `Bytes` until the destination leg encodes them); writes are
+//!   batched and flushed when the reading side has nothing more ready;
+//! - pings are answered by the leg that received them ([`super::leg::Leg`] queues the pong)
+//!   and also forwarded; pongs are hop-by-hop and not forwarded;
 //! - a close frame is forwarded with its code and reason (a close without a code stays one);
 //!   the relay then waits up to `close_timeout` for the other side's answer;
 //! - an abnormal end of one leg (EOF or reset without a close frame, I/O error) closes the
@@ -361,6 +361,7 @@ where
         let this = &mut *self;
         loop {
             match std::mem::replace(&mut this.step, Step::Read) {
+                Step::Read => {}
                 Step::Write(msg) => match std::pin::Pin::new(&mut *this.tx).poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         this.timer = None;
@@ -378,18 +379,19 @@ where
                         return Poll::Pending;
                     }
                 },
-                other => this.step = other,
-            }
-            if let Step::Close(_) = this.step {
-                // A last flush of what was forwarded before the close (bounded; errors do not
-                // matter any more).
-                if this.unflushed {
-                    match std::pin::Pin::new(&mut *this.tx).poll_flush(cx) {
-                        Poll::Pending if !this.wait_for_destination(cx) => return Poll::Pending,
-                        _ => this.unflushed = false,
+                Step::Close(frame) => {
+                    // A last flush of what was forwarded before the close (bounded; errors do
+                    // not matter any more).
+                    if this.unflushed
+                        && std::pin::Pin::new(&mut *this.tx)
+                            .poll_flush(cx)
+                            .is_pending()
+                        && !this.wait_for_destination(cx)
+                    {
+                        this.step = Step::Close(frame);
+                        return Poll::Pending;
                     }
-                }
-                if let Step::Close(frame) = std::mem::replace(&mut this.step, Step::Read) {
+                    this.unflushed = false;
                     return Poll::Ready(End::Close(frame));
                 }
             }
@@ -618,7 +620,7 @@ where
                         }
                         buffer.push_back(m);
                     }
-                    // Pings are answered by tungstenite; pongs are hop-by-hop.
+                    // Pings are answered by the leg; pongs are hop-by-hop.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         // The client leaves while we reconnect: answer it, end the session.
@@ -899,7 +901,7 @@ where
     };
     match end {
         End::Close(frame) => {
-            // Forward the close; tungstenite already queued the answer to the source (1002
+            // Forward the close; the source leg already queued its answer (1002
             // instead of a code that may not be sent, see the module doc). Flush that answer
             // and drop the source while the destination answers.
             let code = frame.as_ref().map(|f| u16::from(f.code));
@@ -991,8 +993,8 @@ where
     }
 }
 
-/// Flushes the close answer tungstenite queued for a leg that sent a close, and shuts the
-/// leg's write side, bounded by `limit`.
+/// Flushes the close answer a leg queued when its peer sent a close (or sends a codeless
+/// close if none was sent), bounded by `limit`.
 async fn send_close_answer<T>(tx: &mut T, limit: Duration)
 where
     T: Sink<Message, Error = WsError> + Unpin,
@@ -1268,7 +1270,7 @@ mod tests {
                 "the relay kept accepting data from the service"
             );
         }
-        // Both pipes hold 64 KiB each; tungstenite buffers at most a message more per side.
+        // Both pipes hold 64 KiB each; a leg buffers at most a message more per side.
         assert!(
             written <= 4 * 64 * 1024 + 2 * chunk.len(),
             "{written} bytes accepted"
@@ -1297,7 +1299,7 @@ mod tests {
             tokio::spawn(
                 async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await },
             );
-        // The service keeps reading (so tungstenite answers its pings) until it gets a close.
+        // The service keeps reading (so its tungstenite answers the pings) until it gets a close.
         let service_side = tokio::spawn(async move {
             let mut pings = 0;
             loop {

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::{Buf, BytesMut};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
@@ -47,13 +48,12 @@ pub struct ServerTls<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
     /// Received ciphertext not yet processed; no allocation while empty.
-    incoming: bytes::BytesMut,
+    incoming: BytesMut,
     /// Encrypted output not yet written, from `out_pos`; no allocation once written.
     outgoing: Vec<u8>,
     out_pos: usize,
-    /// Decrypted plaintext not yet read, from `plain_pos`; no allocation once read.
-    plain: Vec<u8>,
-    plain_pos: usize,
+    /// Decrypted plaintext not yet read; no allocation once read.
+    plain: BytesMut,
     /// The client sent `close_notify` (clean end of its data).
     peer_closed: bool,
     /// The transport ended.
@@ -135,8 +135,7 @@ impl<IO> ServerTls<IO> {
             let state = match state {
                 Ok(s) => s,
                 Err(e) => {
-                    let n = discard.min(self.incoming.len());
-                    bytes::Buf::advance(&mut self.incoming, n);
+                    self.discard(discard);
                     self.encode_alert();
                     return Err(tls_error(e));
                 }
@@ -200,16 +199,19 @@ impl<IO> ServerTls<IO> {
                     )))
                 }
             };
-            let n = discard.min(self.incoming.len());
-            bytes::Buf::advance(&mut self.incoming, n);
+            self.discard(discard);
             if let Some(w) = wait {
                 return Ok((w, taken));
             }
         }
     }
-}
 
-impl<IO> ServerTls<IO> {
+    /// Drops `n` bytes of processed ciphertext from the front of `incoming`.
+    fn discard(&mut self, n: usize) {
+        let n = n.min(self.incoming.len());
+        self.incoming.advance(n);
+    }
+
     /// After an error, encodes the alert rustls queued for the peer (it says why, e.g.
     /// `protocol_version`), to be sent before the connection is dropped.
     fn encode_alert(&mut self) {
@@ -231,16 +233,7 @@ impl<IO> ServerTls<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
     /// Writes encrypted output until none is left; frees the buffer then.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_pos < self.outgoing.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.out_pos..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.out_pos += n;
-        }
-        self.outgoing = Vec::new();
-        self.out_pos = 0;
-        Poll::Ready(Ok(()))
+        super::leg::poll_write_all(&mut self.io, cx, &mut self.outgoing, &mut self.out_pos)
     }
 
     /// Reads more ciphertext; `Ok(false)` at the end of the transport.
@@ -271,11 +264,10 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     let mut tls = ServerTls {
         io,
         conn,
-        incoming: bytes::BytesMut::new(),
+        incoming: BytesMut::new(),
         outgoing: Vec::new(),
         out_pos: 0,
-        plain: Vec::new(),
-        plain_pos: 0,
+        plain: BytesMut::new(),
         peer_closed: false,
         eof: false,
         close_sent: false,
@@ -318,13 +310,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if this.plain_pos < this.plain.len() {
-                let n = (this.plain.len() - this.plain_pos).min(buf.remaining());
-                buf.put_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
-                this.plain_pos += n;
-                if this.plain_pos == this.plain.len() {
-                    this.plain = Vec::new();
-                    this.plain_pos = 0;
+            if !this.plain.is_empty() {
+                let n = this.plain.len().min(buf.remaining());
+                buf.put_slice(&this.plain[..n]);
+                this.plain.advance(n);
+                if this.plain.is_empty() {
+                    this.plain = BytesMut::new();
                 }
                 return Poll::Ready(Ok(()));
             }
