@@ -348,7 +348,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     // Optional self-registration with Eureka: registers now, heartbeats, and on shutdown
-    // marks the instance OUT_OF_SERVICE and cancels it (a task on the tracker, so the drain
+    // registers the instance DOWN and cancels it (a task on the tracker, so the drain
     // waits for it).
     if let Some(instance) = &config.eureka_instance {
         registry::register::spawn(

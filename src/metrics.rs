@@ -113,7 +113,7 @@ pub struct RegistryMetrics {
     pub last_success: Gauge,
     /// Fetches by outcome.
     pub fetches: Family<OutcomeLabel, Counter>,
-    /// Instances in the registry by effective status.
+    /// Instances in the registry by `status` (not `overriddenStatus`, as Eureka counts them).
     pub instances: Family<StatusLabel, Gauge>,
     /// The Eureka server in use (value 1; the previous one is removed).
     pub server: Family<ServerLabel, Gauge>,
@@ -215,7 +215,7 @@ impl Metrics {
         );
         r.register(
             "wsrelay_registry_instances",
-            "Registry instances by effective status",
+            "Registry instances by Eureka status (status, not overriddenStatus)",
             registry.instances.clone(),
         );
         r.register(

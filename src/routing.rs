@@ -320,7 +320,9 @@ impl RouteTable {
                 if host.is_empty() {
                     continue;
                 }
-                let status = inst.effective_status();
+                // `status` alone decides, as in Netflix's `Application._shuffleAndStoreInstances`;
+                // `overriddenStatus` is the server's input to `status`, not a second opinion.
+                let status = inst.status;
                 if status == Status::Up {
                     up.push(instances.len());
                 }
@@ -785,9 +787,17 @@ mod tests {
     }
 
     #[test]
-    fn overridden_status_is_respected_and_no_up_instance_keeps_the_service() {
-        let mut i = inst("1", "h1", 8001, false, Status::Up, &[("w", "ws/v1", "/s")]);
-        i.overridden_status = Status::OutOfService;
+    fn status_alone_decides_and_no_up_instance_keeps_the_service() {
+        // A real server's DOWN instance with an UP override (`DownOrStartingRule`).
+        let mut i = inst(
+            "1",
+            "h1",
+            8001,
+            false,
+            Status::Down,
+            &[("w", "ws/v1", "/s")],
+        );
+        i.overridden_status = Status::Up;
         let t = table(vec![("SVC", vec![i])]);
         let r = t.resolve("/svc/ws/v1", None).unwrap();
         assert_eq!(r.service.up_count(), 0);

@@ -64,7 +64,7 @@ fn view(s: &Snapshot) -> Vec<String> {
         .flat_map(|a| {
             a.instances
                 .iter()
-                .map(move |i| format!("{}/{}/{}", a.name, i.instance_id, i.effective_status()))
+                .map(move |i| format!("{}/{}/{}", a.name, i.instance_id, i.status))
         })
         .collect();
     v.sort();
@@ -544,15 +544,22 @@ async fn self_registration_is_visible_in_the_server_and_gone_after_shutdown() {
     agent.token.cancel();
     assert!(agent.agent.drained(Duration::from_secs(5)).await);
     assert!(eureka.instance("WSRELAY", &id).is_none(), "deregistered");
-    let tail: Vec<String> = log(&eureka)
-        .into_iter()
-        .filter(|r| r.contains("OUT_OF_SERVICE") || r.starts_with("DELETE"))
-        .collect();
-    assert_eq!(tail.len(), 2, "{tail:?}");
-    assert!(tail[0].starts_with(&format!(
-        "PUT /eureka/apps/WSRELAY/{id}/status?value=OUT_OF_SERVICE&lastDirtyTimestamp="
-    )));
-    assert_eq!(tail[1], format!("DELETE /eureka/apps/WSRELAY/{id}"));
+    // The drain registers the agent DOWN (its own status) and cancels; no server-side override.
+    let requests = eureka.requests();
+    assert!(
+        !requests.iter().any(|r| r.path.contains("/status")),
+        "{:?}",
+        log(&eureka)
+    );
+    let tail = &requests[requests.len() - 2..];
+    assert_eq!(
+        (tail[0].method.as_str(), tail[0].path.as_str()),
+        ("POST", "/eureka/apps/WSRELAY")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&tail[0].body).unwrap();
+    assert_eq!(body["instance"]["status"], "DOWN");
+    assert_eq!(tail[1].method, "DELETE");
+    assert_eq!(tail[1].path, format!("/eureka/apps/WSRELAY/{id}"));
 }
 
 #[tokio::test]

@@ -192,7 +192,7 @@ fn check_fargo_metricsd(s: &Snapshot) {
     assert_eq!(i.ip_addr, "192.168.40.94");
     assert_eq!(i.status, Status::Up);
     assert_eq!(i.overridden_status, Status::Up); // spelled `overriddenstatus`
-    assert_eq!(i.effective_status(), Status::Up);
+    assert_eq!(i.status, Status::Up);
     assert_eq!(i.port, port(7101, true));
     assert_eq!(i.secure_port, port(7101, true));
     assert_eq!(i.vip_address, "[]");
@@ -223,7 +223,7 @@ fn check_fargo_lsm(s: &Snapshot) {
     for i in [i1, i2] {
         assert_eq!(i.status, Status::Up);
         assert_eq!(i.overridden_status, Status::Unknown);
-        assert_eq!(i.effective_status(), Status::Up);
+        assert_eq!(i.status, Status::Up);
         assert_eq!(i.port, port(7100, true));
         assert_eq!(i.secure_port, port(7100, true));
         assert_eq!(i.action_type, Some(ActionType::Added));
@@ -305,7 +305,7 @@ fn prometheus_apps_full_xstream_xml() {
     assert_eq!(c1.ip_addr, "192.133.83.31");
     assert_eq!(c1.status, Status::Up);
     assert_eq!(c1.overridden_status, Status::Unknown);
-    assert_eq!(c1.effective_status(), Status::Up);
+    assert_eq!(c1.status, Status::Up);
     assert_eq!(c1.port, port(8080, true));
     assert_eq!(c1.secure_port, port(8080, false));
     assert_eq!(c1.vip_address, "config-service");
@@ -357,7 +357,7 @@ fn check_steeltoe_foo(s: &Snapshot, host: &str, action: ActionType) {
     assert_eq!(i.ip_addr, "192.168.56.1");
     assert_eq!(i.status, Status::Up);
     assert_eq!(i.overridden_status, Status::Unknown);
-    assert_eq!(i.effective_status(), Status::Up);
+    assert_eq!(i.status, Status::Up);
     assert_eq!(i.port, port(8080, true));
     assert_eq!(i.secure_port, port(443, false));
     assert!(
@@ -413,7 +413,7 @@ fn check_zowe_registry(s: &Snapshot) {
     assert_eq!(up.host_name, "localhost");
     assert_eq!(up.status, Status::Up);
     assert_eq!(up.overridden_status, Status::Unknown);
-    assert_eq!(up.effective_status(), Status::Up);
+    assert_eq!(up.status, Status::Up);
     assert_eq!(up.port, port(10012, false));
     assert_eq!(up.secure_port, port(10012, true));
     assert_eq!(up.vip_address, "discoverableclient");
@@ -443,7 +443,6 @@ fn check_zowe_registry(s: &Snapshot) {
     assert_eq!(down.instance_id, "localhost:discoverableclient:10014");
     assert_eq!(down.status, Status::Down);
     assert_eq!(down.overridden_status, Status::OutOfService);
-    assert_eq!(down.effective_status(), Status::OutOfService);
 
     let sc = app(s, "STATICCLIENT");
     let st = &sc.instances[0];
@@ -531,7 +530,7 @@ fn zowe_wire_contract_registry_mini() {
     let down = &app(&s, "DISCOVERABLECLIENT").instances[1];
     assert_eq!(down.instance_id, "localhost:discoverableclient:10014");
     assert_eq!(down.status, Status::Down);
-    assert_eq!(down.effective_status(), Status::Down);
+    assert_eq!(down.status, Status::Down);
     assert_eq!(down.port, port(10012, false));
     assert_eq!(down.secure_port, port(10012, true));
     let st = &app(&s, "STATICCLIENT").instances[0];
@@ -552,7 +551,7 @@ fn zowe_wire_contract_instance_minimal() {
     assert_eq!(i.host_name, "localhost");
     assert_eq!(i.status, Status::OutOfService);
     assert_eq!(i.overridden_status, Status::OutOfService);
-    assert_eq!(i.effective_status(), Status::OutOfService);
+    assert_eq!(i.status, Status::OutOfService);
     assert_eq!(i.port, port(10099, true));
     assert_eq!(i.secure_port, port(7002, false));
     assert!(i.metadata.is_empty(), "{:?}", i.metadata);
@@ -578,7 +577,7 @@ fn zowe_catalog_standalone_fragment_without_wrapper() {
     assert_eq!(i1.ip_addr, "1.1.1.1");
     assert_eq!(i1.status, Status::Up);
     assert_eq!(i1.overridden_status, Status::Unknown);
-    assert_eq!(i1.effective_status(), Status::Up);
+    assert_eq!(i1.status, Status::Up);
     assert_eq!(i1.port, port(1000, false));
     assert_eq!(i1.secure_port, port(1000, true));
     assert_eq!(
@@ -778,7 +777,7 @@ fn json_numbers_and_strings_are_interchangeable() {
     assert_eq!(i.port, port(8080, true));
     assert_eq!(i.secure_port, port(8443, false));
     assert_eq!(i.overridden_status, Status::Down);
-    assert_eq!(i.effective_status(), Status::Down);
+    assert_eq!(i.status, Status::Up);
     assert_eq!(i.last_updated_timestamp_ms, 1457714988223);
     assert_eq!(i.last_dirty_timestamp_ms, -5);
     assert_eq!(meta(i, "n"), Some("7"));
@@ -918,7 +917,7 @@ fn unknown_status_and_action_type() {
         let i = only_instance(s);
         assert_eq!(i.status, Status::Unknown);
         assert_eq!(i.overridden_status, Status::Unknown);
-        assert_eq!(i.effective_status(), Status::Unknown);
+        assert_eq!(i.status, Status::Unknown);
         assert_eq!(i.action_type, None);
     }
     let lower = ok_str(r#"{"instance":{"hostName":"h","status":" up ","actionType":"deleted"}}"#);

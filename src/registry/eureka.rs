@@ -531,13 +531,15 @@ pub fn next_delay(current: Duration, interval: Duration, bound: u32, timed_out: 
 
 /// Eureka's reconcile hash (`Applications.getReconcileHashCode`): the number of instances per
 /// status, statuses in name order, written `STATUS_count_`, e.g. `DOWN_1_OUT_OF_SERVICE_1_UP_2_`;
-/// an empty registry gives the empty string. The status counted is the instance's
-/// `overriddenStatus` when set, else `status` (a Eureka server copies an override into
-/// `status`, so both are the same on the wire).
+/// an empty registry gives the empty string. The status counted is `status` alone, never
+/// `overriddenStatus`: Eureka's `Applications.populateInstanceCountMap` counts
+/// `InstanceInfo.getStatus()`, and a real server keeps `status` DOWN or STARTING while an
+/// override says UP (`DownOrStartingRule` comes first in `PeerAwareInstanceRegistryImpl`'s
+/// rule chain), so counting the override made every refresh a reconcile.
 pub fn reconcile_hash(snapshot: &Snapshot) -> String {
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     for inst in snapshot.applications.iter().flat_map(|a| &a.instances) {
-        *counts.entry(inst.effective_status().as_str()).or_default() += 1;
+        *counts.entry(inst.status.as_str()).or_default() += 1;
     }
     counts
         .iter()
@@ -915,13 +917,17 @@ mod tests {
             ),
             (
                 "B",
-                vec![Instance {
-                    overridden_status: Status::OutOfService,
-                    ..inst("B", "4", Status::Up, None)
-                }],
+                vec![
+                    // As a real server holds it: own status DOWN, an override UP.
+                    Instance {
+                        overridden_status: Status::Up,
+                        ..inst("B", "4", Status::Down, None)
+                    },
+                    inst("B", "5", Status::OutOfService, None),
+                ],
             ),
         ]);
-        assert_eq!(reconcile_hash(&s), "DOWN_1_OUT_OF_SERVICE_1_UP_2_");
+        assert_eq!(reconcile_hash(&s), "DOWN_2_OUT_OF_SERVICE_1_UP_2_");
     }
 
     #[test]

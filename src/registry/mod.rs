@@ -230,7 +230,7 @@ impl Publisher {
         self.metrics.last_success.set(now);
         let mut counts: std::collections::BTreeMap<Status, i64> = std::collections::BTreeMap::new();
         for inst in snapshot.applications.iter().flat_map(|a| &a.instances) {
-            *counts.entry(inst.effective_status()).or_default() += 1;
+            *counts.entry(inst.status).or_default() += 1;
         }
         self.metrics.instances.clear();
         for (status, n) in counts {

@@ -117,9 +117,12 @@ pub struct Instance {
     pub host_name: String,
     /// `ipAddr`.
     pub ip_addr: String,
-    /// `status` as reported by the instance.
+    /// `status` as the server resolved it (the instance's own status run through the server's
+    /// override rules). This alone decides routing and the reconcile hash, as in Netflix's
+    /// clients (`Application._shuffleAndStoreInstances`, `Applications.populateInstanceCountMap`).
     pub status: Status,
     /// `overriddenStatus` (also spelled `overriddenstatus`); `Unknown` means no override.
+    /// Informational: a server keeps `status` DOWN or STARTING while this says UP.
     pub overridden_status: Status,
     /// `port` (plain HTTP/WS).
     pub port: PortInfo,
@@ -149,17 +152,6 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The status that decides routing: `overriddenStatus` when it is set (not `UNKNOWN`),
-    /// otherwise `status`. This is how Eureka's `InstanceInfoReplicator`/server-side
-    /// `OverriddenStatus` rules resolve the two.
-    pub fn effective_status(&self) -> Status {
-        if self.overridden_status != Status::Unknown {
-            self.overridden_status
-        } else {
-            self.status
-        }
-    }
-
     /// `hostName` without a trailing `:port` suffix (old servers send `"10.0.0.1:7101"`).
     /// IPv6 literals (more than one `:`) are returned unchanged.
     pub fn host(&self) -> &str {

@@ -10,8 +10,13 @@
 //!   lease (eviction, restart, or a newer `lastDirtyTimestamp`): the agent registers again with
 //!   a new dirty timestamp (`DiscoveryClient.renew`).
 //! * The agent registers as `STARTING` until its first registry load, then `UP`.
-//! * On shutdown (drain): `PUT apps/{APP}/{id}/status?value=OUT_OF_SERVICE` (Spring Cloud's
-//!   `setStatus`, so gateways stop sending new clients), then `DELETE apps/{APP}/{id}`.
+//! * On shutdown (drain): registers again with its own status `DOWN` (Spring Cloud's
+//!   `EurekaServiceRegistry.deregister` sets the local status DOWN, which the client replicates),
+//!   so gateways stop sending new clients, then `DELETE apps/{APP}/{id}` (Netflix's
+//!   `DiscoveryClient.shutdown` → `unregister`). The agent never sets a server-side override
+//!   (`PUT apps/{APP}/{id}/status`): the server keeps an override in its
+//!   `overriddenInstanceStatusMap` after the cancel fails, and `OverrideExistsRule` would then
+//!   hold a restarted agent with the same instance id OUT_OF_SERVICE while it heartbeats.
 //!
 //! Requests use the registry's servers with the same failover rules as fetches
 //! ([`super::eureka`]), through a transport of their own. Failures are logged once per outage.
@@ -336,27 +341,6 @@ impl Registrar {
         Ok(served.value)
     }
 
-    /// `PUT apps/{APP}/{id}/status?value=OUT_OF_SERVICE&lastDirtyTimestamp=N`.
-    ///
-    /// # Errors
-    /// [`AllFailed`] when no server answered 200 or 404.
-    pub async fn mark_out_of_service(&mut self) -> Result<(), AllFailed> {
-        let path = format!(
-            "{}/status?value=OUT_OF_SERVICE&lastDirtyTimestamp={}",
-            self.instance_path(),
-            self.dirty_ms
-        );
-        let call = self.call(Method::PUT, path, None);
-        self.transport
-            .execute(&call, |server, answer| match answer.status {
-                404 => Ok(()),
-                s => accept_2xx(server, s),
-            })
-            .await?;
-        self.registered = Some(Status::OutOfService);
-        Ok(())
-    }
-
     /// `DELETE apps/{APP}/{id}`. Any HTTP answer counts (Eureka's rule for cancels).
     ///
     /// # Errors
@@ -369,8 +353,8 @@ impl Registrar {
     }
 
     /// Registers, heartbeats every `renewal_interval` (registering again when the server
-    /// forgot the lease or the wanted status changed), and on `shutdown` marks the instance
-    /// `OUT_OF_SERVICE` and cancels it. Registers `STARTING` until `registry` has loaded once.
+    /// forgot the lease or the wanted status changed), and on `shutdown` registers the instance
+    /// `DOWN` (its own status, no server-side override) and cancels it. Registers `STARTING` until `registry` has loaded once.
     pub async fn run(mut self, registry: Arc<RegistryStatus>, shutdown: CancellationToken) {
         let wanted = || {
             if registry.loaded() {
@@ -438,14 +422,14 @@ impl Registrar {
             return;
         }
         let limit = self.shutdown_timeout;
-        match tokio::time::timeout(limit, self.mark_out_of_service()).await {
+        match tokio::time::timeout(limit, self.register(Status::Down)).await {
             Ok(Ok(())) => {
-                tracing::info!(instance_id = %self.info.instance_id, "marked OUT_OF_SERVICE in Eureka")
+                tracing::info!(instance_id = %self.info.instance_id, "registered DOWN in Eureka for the drain")
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot mark this instance OUT_OF_SERVICE in Eureka")
+                tracing::warn!(error = %e, "cannot register this instance DOWN in Eureka")
             }
-            Err(_) => tracing::warn!("marking this instance OUT_OF_SERVICE in Eureka timed out"),
+            Err(_) => tracing::warn!("registering this instance DOWN in Eureka timed out"),
         }
         match tokio::time::timeout(limit, self.cancel()).await {
             Ok(Ok(())) => {

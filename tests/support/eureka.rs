@@ -228,15 +228,6 @@ impl TestInstance {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `overriddenStatus` when set (not `UNKNOWN`), else `status`.
-    pub fn effective_status(&self) -> &str {
-        if self.overridden_status.is_empty() || self.overridden_status == "UNKNOWN" {
-            &self.status
-        } else {
-            &self.overridden_status
-        }
-    }
-
     /// This instance as a legacy-JSON registration body: `{"instance":{...}}`.
     pub fn to_json(&self) -> String {
         format!("{{\"instance\":{}}}", json_instance(self))
@@ -807,6 +798,11 @@ impl State {
             Some(Ok(ts)) => Some(ts),
             Some(Err(_)) => return StatusCode::INTERNAL_SERVER_ERROR,
         };
+        // `AbstractInstanceRegistry.statusUpdate` changes nothing (no override either) when the
+        // instance already has that status, and still answers 200.
+        if self.apps[a].instances[i].status == value {
+            return StatusCode::OK;
+        }
         self.overrides.insert(id.to_string(), value.to_string());
         let inst = &mut self.apps[a].instances[i];
         inst.overridden_status = value.to_string();
@@ -930,13 +926,12 @@ impl State {
 }
 
 /// Eureka's `Applications.getReconcileHashCode()`: `STATUS_count_` per status, statuses in
-/// name order.
+/// name order, counting `status` alone (`Applications.populateInstanceCountMap`), never
+/// `overriddenStatus`.
 fn hashcode_of<'a>(instances: impl Iterator<Item = &'a TestInstance>) -> String {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for inst in instances {
-        *counts
-            .entry(inst.effective_status().to_string())
-            .or_default() += 1;
+        *counts.entry(inst.status.clone()).or_default() += 1;
     }
     counts
         .iter()

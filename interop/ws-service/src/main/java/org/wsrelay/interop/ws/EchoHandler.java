@@ -1,0 +1,72 @@
+package org.wsrelay.interop.ws;
+
+import java.net.URI;
+
+import org.springframework.web.socket.BinaryMessage;
+import org.springframework.web.socket.CloseStatus;
+import org.springframework.web.socket.TextMessage;
+import org.springframework.web.socket.WebSocketSession;
+import org.springframework.web.socket.handler.AbstractWebSocketHandler;
+
+/**
+ * Echoes every text and binary message. The text message {@code info} is answered with a JSON
+ * object describing the session as this service received it: {@code instanceId}, {@code path},
+ * {@code query}, {@code authorization}, {@code subprotocol}, {@code host}. The text
+ * {@code close:CODE} makes the service close with that close code.
+ */
+class EchoHandler extends AbstractWebSocketHandler {
+    private final String instanceId;
+
+    EchoHandler(String instanceId) {
+        this.instanceId = instanceId;
+    }
+
+    @Override
+    protected void handleTextMessage(WebSocketSession session, TextMessage message) throws Exception {
+        String text = message.getPayload();
+        if (text.equals("info")) {
+            session.sendMessage(new TextMessage(info(session)));
+        } else if (text.startsWith("close:")) {
+            session.close(new CloseStatus(Integer.parseInt(text.substring(6).trim()), "asked to close"));
+        } else {
+            session.sendMessage(new TextMessage(text));
+        }
+    }
+
+    @Override
+    protected void handleBinaryMessage(WebSocketSession session, BinaryMessage message) throws Exception {
+        session.sendMessage(new BinaryMessage(message.getPayload()));
+    }
+
+    private String info(WebSocketSession session) {
+        URI uri = session.getUri();
+        StringBuilder b = new StringBuilder("{");
+        field(b, "instanceId", instanceId);
+        field(b, "path", uri == null ? null : uri.getRawPath());
+        field(b, "query", uri == null ? null : uri.getRawQuery());
+        field(b, "authorization", session.getHandshakeHeaders().getFirst("Authorization"));
+        field(b, "subprotocol", session.getAcceptedProtocol());
+        field(b, "host", session.getHandshakeHeaders().getFirst("Host"));
+        b.setLength(b.length() - 1);
+        return b.append('}').toString();
+    }
+
+    private static void field(StringBuilder b, String name, String value) {
+        b.append('"').append(name).append("\":");
+        if (value == null || value.isEmpty()) {
+            b.append("null,");
+            return;
+        }
+        b.append('"');
+        for (char c : value.toCharArray()) {
+            if (c == '"' || c == '\\') {
+                b.append('\\').append(c);
+            } else if (c < 0x20) {
+                b.append(String.format("\\u%04x", (int) c));
+            } else {
+                b.append(c);
+            }
+        }
+        b.append("\",");
+    }
+}
