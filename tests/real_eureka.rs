@@ -353,3 +353,292 @@ async fn status_changes_through_the_real_server_reach_routing_within_a_refresh()
         assert_eq!(fetches(agent, "reconcile").await, 0, "{format}");
     }
 }
+
+/// A one-request-per-connection HTTP forwarder to the Eureka server that drops every `DELETE`
+/// without an answer (a cancel that fails), and forwards everything else with
+/// `Connection: close`. Returns its `http://127.0.0.1:{port}/eureka/` URL.
+async fn forwarder_dropping_cancels(eureka_port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = client.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                if head.starts_with("DELETE ") {
+                    return; // dropped: no answer at all
+                }
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    let n = client.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = head
+                    .lines()
+                    .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let Ok(mut server) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", eureka_port)).await
+                else {
+                    return;
+                };
+                let mut request = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
+                request.extend_from_slice(&buf[head_end..head_end + length]);
+                if server.write_all(&request).await.is_err() {
+                    return;
+                }
+                let mut response = Vec::new();
+                let _ = server.read_to_end(&mut response).await;
+                // Tell the client not to reuse the connection either.
+                if let Some(p) = response.windows(2).position(|w| w == b"\r\n") {
+                    response.splice(p + 2..p + 2, b"Connection: close\r\n".iter().copied());
+                }
+                let _ = client.write_all(&response).await;
+                let _ = client.shutdown().await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/eureka/")
+}
+
+const SELF: &str = "WSRELAY";
+const SELF_ID: &str = "gw-it:wsrelay:10010";
+
+fn self_registration(eureka_url: &str) -> String {
+    format!(
+        "[registry]\neureka_urls = [{eureka_url:?}]\nrefresh_interval = \"500ms\"\nconnect_timeout = \"1s\"\nread_timeout = \"3s\"\n"
+    )
+}
+
+const INSTANCE: &str = "[eureka.instance]\ninstance_id = \"gw-it:wsrelay:10010\"\nhost_name = \"localhost\"\nrenewal_interval = \"1s\"\nlease_duration = \"2s\"\n[eureka.instance.metadata]\n\"apiml.service.title\" = \"WebSocket relay\"\n";
+
+/// Self-registration against the real server: the instance has the fields a Netflix client
+/// parses, heartbeats keep it past several lease durations, a stop removes it, and a restart
+/// with the same id comes back UP, also after a cancel that failed (regression, bug 3: the
+/// drain used to set an OUT_OF_SERVICE override that `OverrideExistsRule` kept after a failed
+/// cancel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_registration_in_the_real_server_heartbeats_stops_and_restarts() {
+    let _jvms = spring::JVM_LOCK.lock().await;
+    let eureka = RealEureka::start().await;
+    let long = Duration::from_secs(20);
+    let agent = TestAgent::start_with(
+        &self_registration(&eureka.service_url()),
+        INSTANCE,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let port = agent.agent.local_addr.port();
+    eureka
+        .wait_status(SELF, SELF_ID, Some(("UP", "UNKNOWN")), long)
+        .await;
+
+    // The application as a Netflix client fetches it (JSON; XML below).
+    let app = eureka.request("GET", "apps/WSRELAY", None).await.unwrap();
+    assert_eq!(app.status, 200);
+    let app: Value = serde_json::from_str(&app.body).unwrap();
+    assert_eq!(app["application"]["name"], SELF);
+    let i = &app["application"]["instance"][0];
+    assert_eq!(i["instanceId"], SELF_ID);
+    assert_eq!(i["app"], SELF);
+    assert_eq!(i["hostName"], "localhost");
+    assert_eq!(i["ipAddr"], "127.0.0.1");
+    assert_eq!(i["status"], "UP");
+    assert_eq!(i["overriddenStatus"], "UNKNOWN");
+    assert_eq!(i["securePort"]["$"], port);
+    assert_eq!(i["securePort"]["@enabled"], "true");
+    assert_eq!(i["port"]["@enabled"], "false");
+    assert_eq!(
+        i["dataCenterInfo"]["@class"],
+        "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"
+    );
+    assert_eq!(i["dataCenterInfo"]["name"], "MyOwn");
+    assert_eq!(i["leaseInfo"]["renewalIntervalInSecs"], 1);
+    assert_eq!(i["leaseInfo"]["durationInSecs"], 2);
+    assert_eq!(i["vipAddress"], "wsrelay");
+    assert_eq!(i["secureVipAddress"], "wsrelay");
+    assert_eq!(
+        i["healthCheckUrl"],
+        format!("https://localhost:{port}/application/health")
+    );
+    assert_eq!(i["metadata"]["apiml.service.title"], "WebSocket relay");
+    let registered_at = i["leaseInfo"]["registrationTimestamp"].as_i64().unwrap();
+    assert!(registered_at > 0);
+    // The server's XML rendering decodes with the agent's own decoder.
+    let xml = eureka
+        .request("GET", "apps", Some("application/xml"))
+        .await
+        .unwrap();
+    assert_eq!(xml.status, 200);
+    let snapshot = wsrelay::registry::xml::decode(xml.body.as_bytes()).unwrap();
+    let me = snapshot
+        .applications
+        .iter()
+        .find(|a| a.name == SELF)
+        .and_then(|a| a.instances.first())
+        .expect("WSRELAY in the XML registry");
+    assert_eq!(me.instance_id, SELF_ID);
+    assert_eq!(me.status, wsrelay::registry::Status::Up);
+    assert_eq!((me.secure_port.port, me.secure_port.enabled), (port, true));
+
+    // Heartbeats keep the lease well past 2 × its duration plus the eviction interval.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let i = eureka
+        .instance(SELF, SELF_ID)
+        .await
+        .expect("still registered");
+    assert_eq!(i["status"], "UP");
+    assert!(i["leaseInfo"]["lastRenewalTimestamp"].as_i64().unwrap() > registered_at);
+
+    // A stop: registered DOWN, then cancelled.
+    agent.token.cancel();
+    assert!(agent.agent.drained(Duration::from_secs(10)).await);
+    eureka.wait_status(SELF, SELF_ID, None, long).await;
+    drop(agent);
+
+    // A restart with the same id comes back UP.
+    let agent = TestAgent::start_with(
+        &self_registration(&eureka.service_url()),
+        INSTANCE,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    eureka
+        .wait_status(SELF, SELF_ID, Some(("UP", "UNKNOWN")), long)
+        .await;
+    agent.token.cancel();
+    assert!(agent.agent.drained(Duration::from_secs(10)).await);
+    eureka.wait_status(SELF, SELF_ID, None, long).await;
+    drop(agent);
+
+    // A stop whose cancel fails (the DELETE gets no answer): the lease stays, DOWN, with no
+    // override.
+    let via = forwarder_dropping_cancels(eureka.port).await;
+    let agent = TestAgent::start_with(
+        &self_registration(&via),
+        INSTANCE,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    eureka
+        .wait_status(SELF, SELF_ID, Some(("UP", "UNKNOWN")), long)
+        .await;
+    agent.token.cancel();
+    assert!(agent.agent.drained(Duration::from_secs(10)).await);
+    drop(agent);
+    let left = eureka.status_of(SELF, SELF_ID).await;
+    assert!(left.is_some(), "the lease outlives the failed cancel");
+    // Restarted before the lease expires, the agent comes back UP.
+    let agent = TestAgent::start_with(
+        &self_registration(&eureka.service_url()),
+        INSTANCE,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    eureka
+        .wait_status(
+            SELF,
+            SELF_ID,
+            Some(("UP", "UNKNOWN")),
+            Duration::from_secs(10),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eureka
+        .wait_status(
+            SELF,
+            SELF_ID,
+            Some(("UP", "UNKNOWN")),
+            Duration::from_secs(1),
+        )
+        .await;
+    // What the failed stop had left: DOWN, its own status, no override.
+    assert_eq!(
+        left,
+        Some(("DOWN".to_string(), "UNKNOWN".to_string())),
+        "after the failed cancel"
+    );
+    drop(agent);
+}
+
+/// Session failover with real Spring instances: sessions on an instance that stops gracefully
+/// (Tomcat closes them with 1001) move to the other one; sessions on an instance that is
+/// SIGKILLed (the TCP connection just ends) move to a third one; every session keeps echoing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
+    let _jvms = spring::JVM_LOCK.lock().await;
+    let eureka = RealEureka::start().await;
+    let mut svcs = SpringService::start_all(&eureka, &["dc-a", "dc-b"]).await;
+    let agents = agents(&eureka, "[failover]\nmode = \"reconnect\"\n").await;
+    let bound = REFRESH + CACHE_INTERVAL + MARGIN;
+    wait_routed(&agents, &[("dc-a", "UP"), ("dc-b", "UP")], bound).await;
+
+    let mut sessions: Vec<(&str, Ws)> = Vec::new();
+    for (format, agent) in &agents {
+        for _ in 0..4 {
+            let (ws, _) = agent
+                .connect("/ws/v1/discoverableclient/echo", &[])
+                .await
+                .unwrap();
+            sessions.push((format, ws));
+        }
+    }
+    let mut on = std::collections::BTreeMap::<String, usize>::new();
+    for (_, ws) in &mut sessions {
+        *on.entry(info(ws).await["instanceId"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(on.get("dc-a"), Some(&4), "{on:?}");
+    assert_eq!(on.get("dc-b"), Some(&4), "{on:?}");
+
+    // dc-a stops gracefully: its sessions move to dc-b.
+    svcs[0].jvm.stop().await;
+    for (n, (format, ws)) in sessions.iter_mut().enumerate() {
+        echo(ws, &format!("after stop {n}")).await;
+        assert_eq!(info(ws).await["instanceId"], "dc-b", "{format} session {n}");
+    }
+
+    // A third instance comes up; dc-b is SIGKILLed: every session moves to dc-c.
+    let mut c = SpringService::spawn(&eureka, "dc-c");
+    c.wait_up(&eureka).await;
+    wait_routed(&agents, &[("dc-b", "UP"), ("dc-c", "UP")], bound).await;
+    svcs[1].jvm.kill();
+    for (n, (format, ws)) in sessions.iter_mut().enumerate() {
+        echo(ws, &format!("after kill {n}")).await;
+        assert_eq!(info(ws).await["instanceId"], "dc-c", "{format} session {n}");
+    }
+    for (format, agent) in &agents {
+        let switched = metric(
+            agent,
+            "wsrelay_session_failovers_total{service=\"DISCOVERABLECLIENT\",result=\"switched\"}",
+        )
+        .await;
+        assert_eq!(switched, 6, "{format}: 2 moved from dc-a, then 4 from dc-b");
+    }
+    for (_, ws) in &mut sessions {
+        ws.close(None).await.unwrap();
+    }
+}
