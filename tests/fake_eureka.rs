@@ -591,16 +591,21 @@ async fn status_override_rules() {
     let r = send(c.put(fake.url(&format!("apps/SVC/{id}/status")))).await;
     assert_eq!(r.status, 500, "missing value");
 
-    // Metadata updates change the instance but, as in Eureka, produce no delta entry.
+    // A metadata update registers the instance again, as in Eureka: the delta says ADDED and
+    // the client's lastDirtyTimestamp stays (checked against the real server in
+    // tests/real_eureka.rs).
     fake.clear_delta();
+    let dirty = fake.instance("SVC", id).unwrap().last_dirty_timestamp;
     let r = send(c.put(fake.url(&format!("apps/SVC/{id}/metadata?zone=z1")))).await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        fake.instance("SVC", id).unwrap().meta_value("zone"),
-        Some("z1")
-    );
+    let now = fake.instance("SVC", id).unwrap();
+    assert_eq!(now.meta_value("zone"), Some("z1"));
+    assert_eq!(now.last_dirty_timestamp, dirty);
     let delta = get_json(&fake, "apps/delta").await;
-    assert_eq!(delta["applications"]["application"], serde_json::json!([]));
+    let entry = &delta["applications"]["application"][0]["instance"][0];
+    assert_eq!(entry["instanceId"], id);
+    assert_eq!(entry["actionType"], "ADDED");
+    assert_eq!(entry["metadata"]["zone"], "z1");
 }
 
 #[tokio::test]

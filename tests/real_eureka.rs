@@ -206,6 +206,46 @@ async fn two_spring_instances_are_routed_in_both_url_forms_with_auth_subprotocol
         let (code, _) = support::read_close(&mut ws).await.unwrap();
         assert_eq!(code, 4001, "{format}");
     }
+
+    // An operator adds a route through the metadata REST API: the server registers the instance
+    // again (the delta says ADDED) and the route reaches the agents without a full fetch.
+    let dirty = eureka.instance(APP, "dc-a").await.unwrap()["lastDirtyTimestamp"].clone();
+    let answer = eureka
+        .request(
+            "PUT",
+            "apps/DISCOVERABLECLIENT/dc-a/metadata?apiml.routes.ws_v2.gatewayUrl=ws/v2&apiml.routes.ws_v2.serviceUrl=/discoverableclient/ws",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    let now = eureka.instance(APP, "dc-a").await.unwrap();
+    assert_eq!(now["metadata"]["apiml.routes.ws_v2.gatewayUrl"], "ws/v2");
+    assert_eq!(
+        now["lastDirtyTimestamp"], dirty,
+        "the client's dirty timestamp stays"
+    );
+    let start = Instant::now();
+    for (format, agent) in &agents {
+        loop {
+            let (_, routes) = agent.get_json("/application/routes").await;
+            if routes.to_string().contains("\"ws/v2\"") {
+                break;
+            }
+            assert!(
+                start.elapsed() < REFRESH + CACHE_INTERVAL + MARGIN,
+                "{format}: no ws/v2 route: {routes}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (mut ws, _) = agent
+            .connect("/ws/v2/discoverableclient/echo", &[])
+            .await
+            .unwrap();
+        echo(&mut ws, "v2").await;
+        assert_eq!(fetches(agent, "full").await, 1, "{format}");
+        assert_eq!(fetches(agent, "reconcile").await, 0, "{format}");
+    }
 }
 
 /// Regression (bugs 1 and 2 of the real-Eureka issue): a real server keeps `status` DOWN while

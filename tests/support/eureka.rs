@@ -6,6 +6,13 @@
 //! reconcile hashes, a delta window that repeats recent changes on every poll, empty-bodied
 //! 404s, gzip for `apps/` and `apps/delta`, and the server's lease and status-override rules.
 //! Switches ([`Mode`]) make it fail, stall, answer garbage or refuse connections.
+//!
+//! It is for faults a real server will not produce on demand and for step-by-step client tests;
+//! what "correct" means is judged by the real Spring Cloud Netflix server in
+//! `tests/real_eureka.rs`. Known differences from it: no response cache (the real
+//! `ResponseCacheImpl` serves full and delta answers from a read-only cache refreshed every
+//! `response-cache-update-interval-ms`, so they can be stale), no start-up 403 window
+//! (`shouldAllowAccess`), and no lease expiry or eviction unless a test removes the instance.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -872,8 +879,9 @@ impl State {
         true
     }
 
-    /// `InstanceResource.updateMetadata`: changes metadata and `lastDirtyTimestamp` but, as in
-    /// the real server, records no delta change.
+    /// `InstanceResource.updateMetadata`: changes the metadata and registers the instance again
+    /// (`registry.register(instanceInfo, false)`), so the delta says ADDED and
+    /// `lastUpdatedTimestamp` moves; `lastDirtyTimestamp` is the client's and stays.
     fn update_metadata(&mut self, app: &str, id: &str, pairs: &[(String, String)]) -> StatusCode {
         let Some((a, i)) = self.find(app, id) else {
             return StatusCode::NOT_FOUND;
@@ -882,7 +890,10 @@ impl State {
         for (k, v) in pairs {
             set_meta(&mut inst.metadata, k, v);
         }
-        inst.last_dirty_timestamp = now_ms();
+        inst.action_type = ADDED.to_string();
+        inst.last_updated_timestamp = now_ms();
+        let snapshot = inst.clone();
+        self.record(&snapshot);
         StatusCode::OK
     }
 
@@ -902,7 +913,7 @@ impl State {
     }
 
     /// `getApplicationDeltas`: one entry per instance, the latest change wins and takes the
-    /// position of its latest occurrence.
+    /// position of its latest occurrence, rendered as the instance is now.
     fn delta_apps(&self) -> Vec<AppEntry> {
         let mut apps: Vec<AppEntry> = Vec::new();
         for change in &self.changes {
@@ -917,9 +928,16 @@ impl State {
                     apps.len() - 1
                 }
             };
+            // The real queue holds leases and renders each one's current holder
+            // (`decorateInstanceInfo(lease)`): a status changed since is shown as it is now. A
+            // DELETED entry's holder left the registry, so it is shown as it was.
+            let current = (inst.action_type != DELETED)
+                .then(|| self.find(&inst.app, &inst.instance_id))
+                .flatten()
+                .map(|(a, i)| &self.apps[a].instances[i]);
             let list = &mut apps[pos].instances;
             list.retain(|x| x.instance_id != inst.instance_id);
-            list.push(inst.clone());
+            list.push(current.unwrap_or(inst).clone());
         }
         apps
     }
