@@ -42,8 +42,36 @@ pub struct ServiceLabel {
 pub struct SessionEndLabels {
     /// Eureka service id.
     pub service: String,
-    /// The close code that ended the session (`1005` when none).
-    pub close_code: u16,
+    /// The close code that ended the session, bucketed by [`close_code_label`] (`1005` when
+    /// none), so a peer cannot mint series.
+    pub close_code: &'static str,
+}
+
+/// The `close_code` label of a close code: the codes RFC 6455 §7.4.1 and IANA's registry define
+/// (1000–1003, 1005–1015) keep their number; the ranges a peer chooses from are bucketed:
+/// `3xxx` (3000–3999, registered with IANA), `4xxx` (4000–4999, private use), and `other` for
+/// anything else. At most 18 series per service.
+pub fn close_code_label(code: u16) -> &'static str {
+    match code {
+        1000 => "1000",
+        1001 => "1001",
+        1002 => "1002",
+        1003 => "1003",
+        1005 => "1005",
+        1006 => "1006",
+        1007 => "1007",
+        1008 => "1008",
+        1009 => "1009",
+        1010 => "1010",
+        1011 => "1011",
+        1012 => "1012",
+        1013 => "1013",
+        1014 => "1014",
+        1015 => "1015",
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => "other",
+    }
 }
 
 /// `service` + `result` labels of a session failover.
@@ -269,7 +297,7 @@ mod tests {
             .sessions_total
             .get_or_create(&SessionEndLabels {
                 service: "S".into(),
-                close_code: 1000,
+                close_code: close_code_label(1000),
             })
             .inc();
         m.tls.reload_failures.inc();

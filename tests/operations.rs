@@ -578,3 +578,30 @@ async fn cli_sessions_routes_and_health_read_a_running_agent() {
     let (code, out, err) = tokio::task::block_in_place(|| run(&["health", "readiness"]));
     assert_eq!(code, Some(1), "{out} {err}");
 }
+
+/// Issue 14 item 6: close codes a peer chooses do not mint metric series: 4xxx and 3xxx are
+/// bucketed, registered codes keep their number.
+#[tokio::test]
+async fn peer_chosen_close_codes_are_bucketed_in_the_session_metric() {
+    let (_svc, agent) = TestAgent::with_echo_service("").await;
+    for code in [4321u16, 4999, 3007, 1000] {
+        let (mut ws, _) = agent
+            .connect("/ws/v1/discoverableclient/x", &[])
+            .await
+            .unwrap();
+        ws.send(Message::text(format!("close:{code}:bye")))
+            .await
+            .unwrap();
+        let (got, _) = support::read_close(&mut ws).await.unwrap();
+        assert_eq!(got, code);
+    }
+    agent.wait_sessions(0).await;
+    let (_, _, body) = agent.get("/application/prometheus", "").await;
+    let series = |code: &str| {
+        format!("wsrelay_sessions_total{{service=\"DISCOVERABLECLIENT\",close_code=\"{code}\"}}")
+    };
+    assert!(body.contains(&format!("{} 2", series("4xxx"))), "{body}");
+    assert!(body.contains(&format!("{} 1", series("3xxx"))), "{body}");
+    assert!(body.contains(&format!("{} 1", series("1000"))), "{body}");
+    assert!(!body.contains("close_code=\"4321\""), "{body}");
+}

@@ -18,7 +18,8 @@
 //!   `CapacityError::MessageTooLong`, detected from the frame header before its payload is
 //!   read;
 //! - a received ping is answered with a pong carrying its payload (§5.5.2), queued at a frame
-//!   boundary and written even if the relay sends nothing; only the latest ping is answered
+//!   boundary and written even if the relay sends nothing; while the output is backed up the
+//!   latest ping's payload is kept and answered once the output drains; only the latest ping is answered
 //!   while output is backed up (§5.5.3);
 //! - a received close is answered with the same code (1002 "Protocol violation" for a code
 //!   that may not be sent, §7.4) once, and the stream ends after it;
@@ -109,6 +110,11 @@ pub struct Leg<I> {
     out_pos: usize,
     /// A pong or close answer was queued by the reading side and must be written out.
     ctrl_pending: bool,
+    /// The payload of the latest ping received while the output was backed up (at least
+    /// `WRITE_HIGH_WATER` bytes queued): answered as soon as the output drains (RFC 6455
+    /// §5.5.2: a ping MUST be answered; §5.5.3: answering only the latest is enough). Copied
+    /// (at most 125 bytes) so it pins no read chunk.
+    pong_due: Option<Box<[u8]>>,
     close_sent: bool,
     /// The stream has ended (a close frame, an error or the end of the connection).
     read_done: bool,
@@ -128,6 +134,7 @@ impl<I> Leg<I> {
             out: Vec::new(),
             out_pos: 0,
             ctrl_pending: false,
+            pong_due: None,
             close_sent: false,
             read_done: false,
         }
@@ -325,9 +332,15 @@ impl<I> Leg<I> {
                     }
                 }
                 OP_PING => {
-                    // Answer the latest ping; skip the answer while output is backed up.
-                    if !self.close_sent && self.queued() < WRITE_HIGH_WATER {
-                        self.encode(OP_PONG, &payload, &[]);
+                    // Answer the latest ping now, or, while the output is backed up, once it
+                    // has drained (only the latest payload is kept: memory stays bounded).
+                    if !self.close_sent {
+                        if self.queued() < WRITE_HIGH_WATER {
+                            self.pong_due = None;
+                            self.encode(OP_PONG, &payload, &[]);
+                        } else {
+                            self.pong_due = Some(Box::from(&payload[..]));
+                        }
                         self.ctrl_pending = true;
                     }
                     return Ok(Some(Message::Ping(payload.freeze())));
@@ -376,14 +389,21 @@ impl<I> Leg<I> {
 }
 
 impl<I: AsyncWrite + Unpin> Leg<I> {
-    /// Writes queued output until none is left; frees the output buffer then.
+    /// Writes queued output until none is left, then the pong that waited for it (if any);
+    /// frees the output buffer then.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        ready!(poll_write_all(
-            &mut self.io,
-            cx,
-            &mut self.out,
-            &mut self.out_pos
-        ))?;
+        loop {
+            ready!(poll_write_all(
+                &mut self.io,
+                cx,
+                &mut self.out,
+                &mut self.out_pos
+            ))?;
+            match self.pong_due.take() {
+                Some(p) if !self.close_sent => self.encode(OP_PONG, &p, &[]),
+                _ => break,
+            }
+        }
         self.ctrl_pending = false;
         Poll::Ready(Ok(()))
     }
@@ -683,6 +703,43 @@ mod tests {
         assert_eq!(leg.next().await.unwrap().unwrap(), Message::text("hé€𝄞!"));
         // The ping was answered with a pong carrying its payload, unmasked.
         assert_eq!(read_exact(&mut raw, 3).await, vec![0x8a, 0x01, b'p']);
+    }
+
+    /// Issue 14 item 1: pings that arrive while the output is backed up are answered (the
+    /// latest one) once it drains, not dropped.
+    #[tokio::test]
+    async fn a_ping_under_backpressure_is_answered_once_the_output_drains() {
+        let (a, mut raw) = tokio::io::duplex(1024);
+        let mut leg = Leg::new(a, Role::Server, limits(1 << 20));
+        let big = vec![7u8; 20_000];
+        leg.feed(Message::binary(big.clone())).await.unwrap();
+        assert!(leg.queued() >= WRITE_HIGH_WATER);
+        raw.write_all(&frame(0x89, b"p1", KEY)).await.unwrap();
+        raw.write_all(&frame(0x89, b"p2", KEY)).await.unwrap();
+        assert_eq!(
+            leg.next().await.unwrap().unwrap(),
+            Message::Ping("p1".into())
+        );
+        assert_eq!(
+            leg.next().await.unwrap().unwrap(),
+            Message::Ping("p2".into())
+        );
+        // The peer reads: the message, then one pong with the latest payload.
+        let read = async {
+            let head = read_exact(&mut raw, 4).await;
+            assert_eq!(
+                head,
+                vec![0x82, 126, (20_000u16 >> 8) as u8, (20_000u16 & 0xff) as u8]
+            );
+            assert_eq!(read_exact(&mut raw, 20_000).await, big);
+            read_exact(&mut raw, 4).await
+        };
+        let pong = tokio::select! {
+            pong = read => pong,
+            other = leg.next() => panic!("the leg ended: {other:?}"),
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => panic!("no pong"),
+        };
+        assert_eq!(pong, vec![0x8a, 0x02, b'p', b'2']);
     }
 
     #[tokio::test]

@@ -290,7 +290,7 @@ async fn open_session(
             .sessions_total
             .get_or_create(&crate::metrics::SessionEndLabels {
                 service: service_label.service.clone(),
-                close_code: outcome.code.unwrap_or(1005),
+                close_code: crate::metrics::close_code_label(outcome.code.unwrap_or(1005)),
             })
             .inc();
         let v = s.view();
