@@ -141,8 +141,8 @@ fn init_logging(level: &str, format: LogFormat) -> LevelHandle {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::builder().parse(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .or_else(|_| parse_level(level))
+        .unwrap_or_else(|_| quiet_notify(tracing_subscriber::EnvFilter::new("info"), "info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let registry = tracing_subscriber::registry().with(filter);
@@ -170,10 +170,33 @@ fn set_level(handle: &LevelHandle, level: &str) -> Result<(), String> {
     if std::env::var_os("RUST_LOG").is_some() {
         return Ok(());
     }
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .parse(level)
-        .map_err(|e| e.to_string())?;
+    let filter = parse_level(level).map_err(|e| e.to_string())?;
     handle.reload(filter).map_err(|e| e.to_string())
+}
+
+/// `log.level` as a filter, with [`quiet_notify`] applied.
+fn parse_level(
+    level: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|f| quiet_notify(f, level))
+}
+
+/// notify's inotify backend warns "Unable to remove the path from the watches" on every
+/// Kubernetes Secret rotation (the old `..2026_…` directory is gone before its watch is
+/// dropped): normal, not a warning. Its warnings are hidden unless `level` names `notify`.
+fn quiet_notify(
+    filter: tracing_subscriber::EnvFilter,
+    level: &str,
+) -> tracing_subscriber::EnvFilter {
+    if level.contains("notify") {
+        return filter;
+    }
+    match "notify::inotify=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 /// Forwards SIGHUP to `tx` (one pending reload at most).
@@ -315,5 +338,19 @@ async fn check(config: Config) -> ExitCode {
             eprintln!("wsrelay check: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_warnings_are_hidden_unless_asked_for() {
+        let f = parse_level("info").unwrap().to_string();
+        assert!(f.contains("notify::inotify=error"), "{f}");
+        let f = parse_level("debug,notify=debug").unwrap().to_string();
+        assert!(!f.contains("notify::inotify=error"), "{f}");
+        assert!(parse_level("info,[").is_err());
     }
 }

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Quiet time after the last file event before a change is reported (covers editors and
-/// tools that write a file in several steps).
+/// Time from the first file event to the reload (covers editors and tools that write a file
+/// in several steps); events that follow within it are covered by the same reload, and later
+/// ones by the next, so a busy directory cannot postpone a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// The directories to watch for `files`: each file's parent (`.` for bare names) and the
@@ -40,8 +41,8 @@ fn parent_dirs(files: &[PathBuf]) -> BTreeSet<PathBuf> {
     dirs
 }
 
-/// Watches `files` and calls `on_change` (on the runtime) after [`DEBOUNCE`] of quiet
-/// following any event in their directories, and also every `recheck` regardless of events.
+/// Watches `files` and calls `on_change` (on the runtime) [`DEBOUNCE`] after the first event
+/// in their directories, and also every `recheck` regardless of events.
 /// Runs until `shutdown`. If the OS watcher cannot be set up (e.g. inotify limits), this is
 /// logged once and only the periodic re-check remains.
 pub fn spawn<F, Fut>(
@@ -80,17 +81,14 @@ pub fn spawn<F, Fut>(
                         // The watcher is gone; keep the periodic re-check.
                         tick.tick().await;
                     } else {
-                        // Debounce: wait until events stop for DEBOUNCE.
-                        loop {
-                            tokio::select! {
-                                () = shutdown.cancelled() => return,
-                                more = tokio::time::timeout(DEBOUNCE, rx.recv()) => {
-                                    if !matches!(more, Ok(Some(()))) {
-                                        break;
-                                    }
-                                }
-                            }
+                        // Debounce: one DEBOUNCE after the first event, whatever follows
+                        // (waiting for a quiet directory starved a file whose neighbour kept
+                        // changing). Events meanwhile are covered by this reload.
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(DEBOUNCE) => {}
                         }
+                        while rx.try_recv().is_ok() {}
                     }
                 }
             }
@@ -207,6 +205,50 @@ mod tests {
         std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
         wait_count(&count, before + 1).await;
         token.cancel();
+    }
+
+    /// Issue 14 item 9: a neighbour file that changes every 100 ms does not postpone the
+    /// reload (the old debounce waited for a quiet directory and never fired).
+    #[tokio::test]
+    async fn a_busy_directory_does_not_starve_the_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("registry.xml");
+        let noisy = dir.path().join("agent.log");
+        std::fs::write(&file, "a").unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c2 = count.clone();
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        spawn(
+            "test",
+            vec![file.clone()],
+            Duration::from_secs(3600),
+            &tracker,
+            token.clone(),
+            move || {
+                let c = c2.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&file, "b").unwrap();
+        // The neighbour keeps changing for 3 s; the reload must come meanwhile.
+        let mut reloaded_while_busy = false;
+        for n in 0..30 {
+            std::fs::write(&noisy, format!("line {n}\n")).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if count.load(Ordering::SeqCst) > 0 {
+                reloaded_while_busy = true;
+                break;
+            }
+        }
+        token.cancel();
+        assert!(
+            reloaded_while_busy,
+            "no reload while the directory stayed busy"
+        );
     }
 
     #[test]
