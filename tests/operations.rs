@@ -303,17 +303,22 @@ impl Drop for Proc {
 impl Proc {
     fn start(registry: &str, envs: &[(&str, String)]) -> Proc {
         let dir = tempfile::tempdir().unwrap();
-        let cert = TestCert::new();
         let reg = dir.path().join("registry.xml");
         std::fs::write(&reg, registry).unwrap();
+        let section = format!("[registry]\nfile = {:?}\n", reg.display().to_string());
+        Self::start_in(dir, &section, envs)
+    }
+
+    /// The binary with `registry_section` (a whole `[registry]` table) and a config in `dir`.
+    fn start_in(dir: tempfile::TempDir, registry_section: &str, envs: &[(&str, String)]) -> Proc {
+        let cert = TestCert::new();
         let cfg = dir.path().join("wsrelay.toml");
         std::fs::write(
             &cfg,
             format!(
-                "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[registry]\nfile = {:?}\n[shutdown]\ngrace = \"5s\"\n[log]\nformat = \"json\"\n",
+                "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n{registry_section}[shutdown]\ngrace = \"5s\"\n[log]\nformat = \"json\"\n",
                 cert.cert_path().display().to_string(),
                 cert.key_path().display().to_string(),
-                reg.display().to_string()
             ),
         )
         .unwrap();
@@ -604,4 +609,72 @@ async fn peer_chosen_close_codes_are_bucketed_in_the_session_metric() {
     assert!(body.contains(&format!("{} 1", series("3xxx"))), "{body}");
     assert!(body.contains(&format!("{} 1", series("1000"))), "{body}");
     assert!(!body.contains("close_code=\"4321\""), "{body}");
+}
+
+/// Issue 14 item 11: "trying the next instance" is logged only when a next instance exists;
+/// the last attempt's cause is in the one "handshake failed" line.
+#[tokio::test]
+async fn a_failed_last_upstream_attempt_does_not_promise_a_next_instance() {
+    let closed = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let registry = registry_xml(&[
+        Inst::new("DISCOVERABLECLIENT", "dc-1", closed()),
+        Inst::new("DISCOVERABLECLIENT", "dc-2", closed()),
+    ]);
+    let p = Proc::start(&registry, &[]);
+    let port = p.port().await;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let req = format!("wss://localhost:{port}/ws/v1/discoverableclient/x")
+        .into_client_request()
+        .unwrap();
+    let e = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(p.cert.client_config())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused(e).0, 502);
+    p.wait_line("\"handshake failed\"").await;
+    let lines = p.lines.lock().unwrap().clone();
+    let next = lines
+        .iter()
+        .filter(|l| l.contains("trying the next instance"))
+        .count();
+    assert_eq!(next, 1, "{lines:#?}");
+}
+
+/// Issue 14 item 11: starting from the registry cache, the first log line about the failed
+/// fetch says the cache is being tried, not "no routes".
+#[tokio::test]
+async fn a_start_from_the_cache_does_not_first_claim_no_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("registry-cache.xml");
+    std::fs::write(
+        &cache,
+        registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", 9)]),
+    )
+    .unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let section = format!(
+        "[registry]\neureka_urls = [\"http://127.0.0.1:{down}/eureka/\"]\ncache = {:?}\nconnect_timeout = \"500ms\"\n",
+        cache.display().to_string()
+    );
+    let p = Proc::start_in(dir, &section, &[]);
+    p.wait_line("serving the last-known-good registry from the cache")
+        .await;
+    p.wait_line("trying the last-known-good registry cache")
+        .await;
+    let lines = p.lines.lock().unwrap().clone();
+    assert!(!lines.iter().any(|l| l.contains("no routes")), "{lines:#?}");
 }

@@ -122,7 +122,8 @@ impl Reconnect<Ws> for SessionFailover {
             });
         }
         let mut last = String::new();
-        for ep in candidates {
+        let tries = candidates.len();
+        for (n, ep) in candidates.into_iter().enumerate() {
             let attempt = Box::pin(handshake::connect(
                 &ep,
                 &service.service_id,
@@ -147,7 +148,12 @@ impl Reconnect<Ws> for SessionFailover {
                 Ok(_) => "it did not accept the session's subprotocol".to_owned(),
                 Err(e) => e.to_string(),
             };
-            tracing::warn!(session = %s.id, service = %service.service_id, instance = %ep.instance_id, cause = %cause, "failover attempt failed; trying the next instance");
+            if n + 1 < tries {
+                tracing::warn!(session = %s.id, service = %service.service_id, instance = %ep.instance_id, cause = %cause, "failover attempt failed; trying the next instance");
+            } else {
+                // The give-up line that follows carries this cause.
+                tracing::debug!(session = %s.id, service = %service.service_id, instance = %ep.instance_id, cause = %cause, "failover attempt failed; no other instance to try");
+            }
             self.failed.push(ep.instance_id.clone());
             last = cause;
         }

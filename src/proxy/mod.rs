@@ -158,7 +158,8 @@ async fn open_session(
     }
     let mut last_err = None;
     let mut connected: Option<(Connected, &crate::routing::Endpoint)> = None;
-    for ep in service.candidates(settings.max_attempts) {
+    let mut candidates = service.candidates(settings.max_attempts).peekable();
+    while let Some(ep) = candidates.next() {
         match handshake::connect(
             ep,
             &service.service_id,
@@ -175,7 +176,12 @@ async fn open_session(
                 break;
             }
             Err(e) if handshake::is_retryable(&e) => {
-                tracing::warn!(service = %service.service_id, instance = %ep.instance_id, cause = %e, "upstream attempt failed; trying the next instance");
+                // The last attempt's failure is the handshake's, logged once with it.
+                if candidates.peek().is_some() {
+                    tracing::warn!(service = %service.service_id, instance = %ep.instance_id, cause = %e, "upstream attempt failed; trying the next instance");
+                } else {
+                    tracing::debug!(service = %service.service_id, instance = %ep.instance_id, cause = %e, "upstream attempt failed; no other instance to try");
+                }
                 last_err = Some(e);
             }
             Err(e) => return Err(e),

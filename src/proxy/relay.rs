@@ -678,8 +678,10 @@ where
                 limit,
             )
             .await;
+            // The gateway chose this close (1013 or 1011), not the service: logged
+            // `closed_by="gateway"`.
             Failover::Ended(Outcome {
-                closed_by: Some(Side::Service),
+                closed_by: None,
                 code: Some(u16::from(refused.code)),
                 reason: format!("{cause}; {}", refused.reason),
             })
@@ -1588,7 +1590,8 @@ mod failover_tests {
         drop(s1);
         expect_close(&mut client, 1013, "no other live instance").await;
         let (o, _) = relay.await.unwrap();
-        assert_eq!((o.closed_by, o.code), (Some(Side::Service), Some(1013)));
+        // Issue 14 item 11: the gateway sent the 1013, not the service.
+        assert_eq!((o.closed_by, o.code), (None, Some(1013)));
         assert!(log.lock().unwrap()[0].starts_with("gave up 1013"));
     }
 

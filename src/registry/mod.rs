@@ -75,6 +75,8 @@ struct StatusInner {
     source: String,
     last_error: Option<String>,
     from_cache: bool,
+    /// A last-known-good cache will be tried if the first fetch fails (`registry.cache`).
+    cache_fallback: bool,
 }
 
 /// A copy of the registry status.
@@ -123,6 +125,12 @@ impl RegistryStatus {
         let new = g.last_error.is_none();
         g.last_error = Some(error);
         new
+    }
+
+    /// Says that a last-known-good cache stands in if the first fetch fails, so that failure
+    /// is not reported as "no routes" before the cache is tried.
+    pub fn expect_cache_fallback(&self) {
+        self.lock().cache_fallback = true;
     }
 
     /// Whether a registry was ever loaded.
@@ -252,6 +260,9 @@ impl Publisher {
         if self.status.failure(error.clone()) {
             if self.status.loaded() {
                 tracing::warn!(error = %error, "registry update failed; keeping the last good routing table (logged once until it recovers)");
+            } else if self.status.lock().cache_fallback {
+                // The cache load that follows says whether routes come from it.
+                tracing::warn!(error = %error, "no Eureka server answered at start; trying the last-known-good registry cache (logged once until a server answers)");
             } else {
                 tracing::warn!(error = %error, "registry not loaded yet; no routes (logged once until it recovers)");
             }
@@ -300,6 +311,9 @@ pub async fn spawn(
             // Eureka: first fetch now (the cache stands in if no server answers), then
             // full/delta refreshes with Eureka's backoff after timeouts.
             let client = eureka::EurekaClient::new(urls.clone(), config, client_tls)?;
+            if config.eureka.cache.is_some() {
+                publisher.status.expect_cache_fallback();
+            }
             let first = client.refresh(&publisher).await;
             if first.failed() {
                 client.load_cache(&publisher).await;
