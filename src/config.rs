@@ -336,6 +336,8 @@ pub struct RawLimits {
     pub max_sessions: Option<usize>,
     /// `limits.max_sessions_per_ip`: concurrent sessions per client IP, default unlimited.
     pub max_sessions_per_ip: Option<usize>,
+    /// `limits.max_connections`: open client connections, default from the open-file limit.
+    pub max_connections: Option<usize>,
 }
 
 /// `[log]` as written in the file.
@@ -590,6 +592,30 @@ pub struct Limits {
     pub max_sessions: Option<usize>,
     /// Concurrent sessions per client IP address (default unlimited).
     pub max_sessions_per_ip: Option<usize>,
+    /// Open client connections (TLS handshakes, HTTP requests and sessions alike), taken at
+    /// accept before any work, as mini-redis's connection semaphore. A connection over it is
+    /// not accepted: it waits in the kernel's listen backlog until one closes. Default:
+    /// [`default_max_connections`].
+    pub max_connections: usize,
+}
+
+/// The default of `limits.max_connections`: half the soft open-file limit (a session holds
+/// two descriptors, client and service) less 64 kept for the registry, files and admin,
+/// at least 64; 16,384 when the limit cannot be read (Linux `/proc/self/limits`) or is
+/// unlimited.
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|v| v.parse::<usize>().ok());
+    match soft {
+        Some(n) => (n / 2).saturating_sub(64).max(64),
+        None => 16_384,
+    }
 }
 
 /// Log output format.
@@ -1113,6 +1139,14 @@ impl RawConfig {
                 }
                 other => other,
             },
+            max_connections: match l.max_connections {
+                Some(0) => return Err(invalid(
+                    "limits.max_connections",
+                    "must be at least 1 (remove the key for the default from the open-file limit)",
+                )),
+                Some(n) => n,
+                None => default_max_connections(),
+            },
         };
 
         let allow = match self.admin.allow {
@@ -1287,6 +1321,19 @@ mod tests {
         assert_eq!(c.limits.max_message_size, 16 << 20);
         assert_eq!(c.limits.max_frame_size, 16 << 20);
         assert_eq!(c.upstream.max_attempts, 3);
+    }
+
+    #[test]
+    fn max_connections_defaults_from_the_open_file_limit_and_refuses_zero() {
+        let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+        let c = Config::from_toml(base, None).unwrap();
+        assert_eq!(c.limits.max_connections, default_max_connections());
+        assert!(c.limits.max_connections >= 64);
+        let c = Config::from_toml(&format!("{base}[limits]\nmax_connections = 7\n"), None).unwrap();
+        assert_eq!(c.limits.max_connections, 7);
+        let e =
+            Config::from_toml(&format!("{base}[limits]\nmax_connections = 0\n"), None).unwrap_err();
+        assert_eq!(key_of(e), "limits.max_connections");
     }
 
     #[test]

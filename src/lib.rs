@@ -65,6 +65,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.listen != new.listen {
         keys.push("listen.address");
     }
+    if old.limits.max_connections != new.limits.max_connections {
+        keys.push("limits.max_connections");
+    }
     if old.tls != new.tls {
         keys.push("tls (enabled, cert, key, client_ca, client_auth, reload_interval paths)");
     }
@@ -391,6 +394,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         listener,
         server_tls,
         Arc::clone(&shared),
+        config.limits.max_connections,
     ));
     systemd::spawn(
         &tracker,

@@ -9,6 +9,8 @@
 //! |---|---|---|
 //! | `wsrelay_sessions_open` | gauge | `service` |
 //! | `wsrelay_sessions_total` | counter | `service`, `close_code` |
+//! | `wsrelay_connections_open` | gauge | |
+//! | `wsrelay_connection_limit_reached_total` | counter | |
 //! | `wsrelay_handshake_failures_total` | counter | `status` |
 //! | `wsrelay_session_failovers_total` | counter | `service`, `result` (`switched`, `failed`) |
 //! | `wsrelay_relayed_messages_total` | counter | `direction` (`client_to_service`, `service_to_client`) |
@@ -132,6 +134,10 @@ pub struct ProxyMetrics {
     pub bytes_out: Counter,
     /// Upstream connect + upgrade latency in seconds.
     pub upstream_connect: Histogram,
+    /// Open client connections (each holds one `limits.max_connections` permit).
+    pub connections_open: Gauge,
+    /// Times the accept loop found every `limits.max_connections` permit taken and waited.
+    pub connection_limit_reached: Counter,
 }
 
 /// Registry source metrics.
@@ -197,7 +203,19 @@ impl Metrics {
             bytes_in,
             bytes_out,
             upstream_connect: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            connections_open: Gauge::default(),
+            connection_limit_reached: Counter::default(),
         };
+        r.register(
+            "wsrelay_connections_open",
+            "Open client connections (limits.max_connections caps them)",
+            proxy.connections_open.clone(),
+        );
+        r.register(
+            "wsrelay_connection_limit_reached",
+            "Times every limits.max_connections permit was taken; new connections then wait in the listen backlog",
+            proxy.connection_limit_reached.clone(),
+        );
         r.register(
             "wsrelay_sessions_open",
             "Live WebSocket sessions",

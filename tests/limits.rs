@@ -2,6 +2,9 @@
 
 mod support;
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use support::*;
 
 /// Connects from a chosen loopback source address.
@@ -134,4 +137,44 @@ async fn slowloris_and_silent_tls_clients_are_dropped_after_the_handshake_timeou
         took >= std::time::Duration::from_secs(10) && took < std::time::Duration::from_secs(30),
         "{took:?}"
     );
+}
+
+/// Issue 14 item 7: `limits.max_connections` is taken at accept, before any work. A connection
+/// over it is not accepted (its TLS handshake gets no answer) until one closes; an upgraded
+/// session holds its connection's permit for its whole life.
+#[tokio::test]
+async fn connections_over_max_connections_wait_until_one_closes() {
+    let (_svc, agent) = TestAgent::with_echo_service("[limits]\nmax_connections = 2\n").await;
+    let (mut ws, _) = agent
+        .connect("/ws/v1/discoverableclient/x", &[])
+        .await
+        .unwrap();
+    let _idle = agent.tls_stream().await;
+    let metrics = &agent.agent.shared.metrics.proxy;
+    assert_eq!(metrics.connections_open.get(), 2);
+
+    let addr = agent.agent.local_addr;
+    let tls = tokio_rustls::TlsConnector::from(agent.cert.client_config());
+    let third = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tls.connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "a third connection was served");
+    assert!(metrics.connection_limit_reached.get() >= 1);
+
+    // The session ends: its permit frees, the waiting connection is accepted.
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    agent.wait_sessions(0).await;
+    tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("the waiting connection was not accepted")
+        .unwrap()
+        .unwrap();
 }

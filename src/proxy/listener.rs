@@ -5,6 +5,12 @@
 //! blocks other clients (pingora's `listening.rs` does the same). Accept errors (EMFILE,
 //! ENFILE, ECONNABORTED, ...) never end the loop: it backs off (10 ms doubling to 1 s) and
 //! continues, logging the first error of a run of errors once.
+//!
+//! Before each accept the loop takes one of `limits.max_connections` permits (mini-redis's
+//! connection semaphore); the connection's task holds it until the connection ends. With every
+//! permit taken the loop stops accepting, so new connections wait in the kernel's listen
+//! backlog (and get refused by the kernel once it is full) instead of costing a task, a TLS
+//! handshake and memory each. Reaching the cap is logged once per episode and counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +20,10 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{client_side, handle_request, Shared};
 
@@ -31,10 +39,34 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     shared: Arc<Shared>,
+    max_connections: usize,
 ) {
     let mut backoff = Duration::from_millis(10);
     let mut failing = false;
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let metrics = &shared.metrics.proxy;
     loop {
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                metrics.connection_limit_reached.inc();
+                tracing::warn!(
+                    max_connections,
+                    "connection limit reached (limits.max_connections); new connections wait in the listen backlog until one closes"
+                );
+                let waited = tokio::select! {
+                    () = shared.closed.cancelled() => break,
+                    p = Arc::clone(&permits).acquire_owned() => p,
+                };
+                match waited {
+                    Ok(p) => {
+                        tracing::info!("below the connection limit again; accepting");
+                        p
+                    }
+                    Err(_) => break, // never closed
+                }
+            }
+        };
         let accepted = tokio::select! {
             () = shared.closed.cancelled() => break,
             a = listener.accept() => a,
@@ -48,10 +80,14 @@ pub async fn serve(
                 backoff = Duration::from_millis(10);
                 let shared = Arc::clone(&shared);
                 let tls = tls.as_ref().map(|t| t.load_full());
+                let slot = Arc::new(ConnectionSlot::new(
+                    permit,
+                    &shared.metrics.proxy.connections_open,
+                ));
                 shared
                     .tracker
                     .clone()
-                    .spawn(connection(tcp, peer, tls, shared));
+                    .spawn(connection(tcp, peer, tls, shared, slot));
             }
             Err(e) => {
                 if !failing {
@@ -68,22 +104,47 @@ pub async fn serve(
     }
 }
 
+/// One of the `limits.max_connections` permits, held by a connection's task and, once it is
+/// upgraded, by its session's task: released (and `wsrelay_connections_open` lowered) when
+/// both have ended.
+pub struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl ConnectionSlot {
+    fn new(permit: OwnedSemaphorePermit, open: &Gauge) -> ConnectionSlot {
+        open.inc();
+        ConnectionSlot {
+            _permit: permit,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
+    slot: Arc<ConnectionSlot>,
 ) {
     let _ = tcp.set_nodelay(true);
     let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     match tls {
-        None => serve_http(tcp, client_side(peer, false, local_port), shared).await,
+        None => serve_http(tcp, client_side(peer, false, local_port), shared, slot).await,
         Some(config) => {
             let limit = shared.settings.load().handshake_timeout;
             // rustls' unbuffered API: no TLS buffer is held while the session is idle.
             match tokio::time::timeout(limit, super::tls_stream::accept(tcp, config)).await {
                 Ok(Ok(stream)) => {
-                    serve_http(stream, client_side(peer, true, local_port), shared).await
+                    serve_http(stream, client_side(peer, true, local_port), shared, slot).await
                 }
                 Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
@@ -92,12 +153,18 @@ async fn connection(
     }
 }
 
-async fn serve_http<I>(io: I, client: super::handshake::ClientSide, shared: Arc<Shared>)
-where
+async fn serve_http<I>(
+    io: I,
+    client: super::handshake::ClientSide,
+    shared: Arc<Shared>,
+    slot: Arc<ConnectionSlot>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = Arc::clone(&shared);
-    let svc = service_fn(move |req| handle_request(req, Arc::clone(&svc_shared), client));
+    let svc = service_fn(move |req| {
+        handle_request(req, Arc::clone(&svc_shared), client, Arc::clone(&slot))
+    });
     let settings = shared.settings.load_full();
     let mut builder = http1::Builder::new();
     builder

@@ -95,13 +95,14 @@ pub async fn handle_request(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     client: ClientSide,
+    slot: Arc<listener::ConnectionSlot>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path();
     if path == "/application" || path.starts_with("/application/") {
         return Ok(crate::admin::handle(&req, &shared, client.peer));
     }
     let gateway_path = path.to_owned();
-    match open_session(req, &shared, client).await {
+    match open_session(req, &shared, client, slot).await {
         Ok(resp) => Ok(resp),
         Err(e) => {
             let status = e.status().as_u16();
@@ -127,6 +128,7 @@ async fn open_session(
     mut req: Request<Incoming>,
     shared: &Arc<Shared>,
     client: ClientSide,
+    conn_slot: Arc<listener::ConnectionSlot>,
 ) -> Result<Response<Full<Bytes>>, HandshakeError> {
     if shared.shutdown.is_cancelled() {
         return Err(HandshakeError::ShuttingDown);
@@ -245,6 +247,8 @@ async fn open_session(
         // Declared after the guard so it is released first: once a session has left the
         // table, its slot is free.
         let _slot = slot;
+        // The connection's `limits.max_connections` permit lives as long as the session.
+        let _conn_slot = conn_slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
