@@ -114,7 +114,8 @@ async fn fetches(agent: &TestAgent, outcome: &str) -> u64 {
 }
 
 async fn next_text(ws: &mut Ws) -> String {
-    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+    // Generous: a cold Spring JVM's first handshakes on a busy 2-core machine take seconds.
+    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
         other => panic!("expected a text message, got {other:?}"),
     }
@@ -464,6 +465,31 @@ async fn forwarder_dropping_cancels(eureka_port: u16) -> String {
     format!("http://127.0.0.1:{port}/eureka/")
 }
 
+/// Waits until every session each agent lists (`/application/websockets`) is on `instance`.
+async fn wait_all_on(agents: &[(&str, TestAgent)], instance: &str) {
+    let start = Instant::now();
+    for (format, agent) in agents {
+        loop {
+            let (status, list) = agent.get_json("/application/websockets").await;
+            assert_eq!(status, 200);
+            let on: Vec<&str> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["instanceId"].as_str().unwrap_or(""))
+                .collect();
+            if !on.is_empty() && on.iter().all(|i| *i == instance) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{format}: sessions on {on:?}, not all on {instance}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 const SELF: &str = "WSRELAY";
 const SELF_ID: &str = "gw-it:wsrelay:10010";
 
@@ -632,7 +658,11 @@ async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
     let _jvms = spring::JVM_LOCK.lock().await;
     let eureka = RealEureka::start().await;
     let mut svcs = SpringService::start_all(&eureka, &["dc-a", "dc-b"]).await;
-    let agents = agents(&eureka, "[failover]\nmode = \"reconnect\"\n").await;
+    let agents = agents(
+        &eureka,
+        "[failover]\nmode = \"reconnect\"\ndeadline = \"30s\"\n",
+    )
+    .await;
     let bound = REFRESH + CACHE_INTERVAL + MARGIN;
     wait_routed(&agents, &[("dc-a", "UP"), ("dc-b", "UP")], bound).await;
 
@@ -654,8 +684,11 @@ async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
     assert_eq!(on.get("dc-a"), Some(&4), "{on:?}");
     assert_eq!(on.get("dc-b"), Some(&4), "{on:?}");
 
-    // dc-a stops gracefully: its sessions move to dc-b.
+    // dc-a stops gracefully: its sessions move to dc-b. A message in flight to an instance as
+    // it dies is lost (at most once, README "Session failover"), so the client speaks again
+    // once the agent lists the session on its new instance.
     svcs[0].jvm.stop().await;
+    wait_all_on(&agents, "dc-b").await;
     for (n, (format, ws)) in sessions.iter_mut().enumerate() {
         echo(ws, &format!("after stop {n}")).await;
         assert_eq!(info(ws).await["instanceId"], "dc-b", "{format} session {n}");
@@ -664,8 +697,10 @@ async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
     // A third instance comes up; dc-b is SIGKILLed: every session moves to dc-c.
     let mut c = SpringService::spawn(&eureka, "dc-c");
     c.wait_up(&eureka).await;
+    c.warm_up().await;
     wait_routed(&agents, &[("dc-b", "UP"), ("dc-c", "UP")], bound).await;
     svcs[1].jvm.kill();
+    wait_all_on(&agents, "dc-c").await;
     for (n, (format, ws)) in sessions.iter_mut().enumerate() {
         echo(ws, &format!("after kill {n}")).await;
         assert_eq!(info(ws).await["instanceId"], "dc-c", "{format} session {n}");

@@ -368,13 +368,30 @@ impl SpringService {
         }
     }
 
-    /// Starts several instances at once and waits until all are UP in the server.
+    /// Starts several instances at once and waits until all are UP in the server (and warmed
+    /// up).
     pub async fn start_all(eureka: &RealEureka, ids: &[&str]) -> Vec<SpringService> {
         let mut all: Vec<SpringService> = ids.iter().map(|id| Self::spawn(eureka, id)).collect();
         for s in &mut all {
             s.wait_up(eureka).await;
+            s.warm_up().await;
         }
         all
+    }
+
+    /// One echo session straight to the instance, so its first (slow, cold-JVM) WebSocket
+    /// handshake is not one a test times.
+    pub async fn warm_up(&self) {
+        use futures_util::{SinkExt, StreamExt};
+        let url = format!("ws://127.0.0.1:{}/discoverableclient/ws/warm", self.port);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", self.instance_id, self.jvm.log_tail()));
+        ws.send(tokio_tungstenite::tungstenite::Message::text("warm"))
+            .await
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(30), ws.next()).await;
+        let _ = ws.close(None).await;
     }
 
     /// Sets the instance's own status (`ApplicationInfoManager.setInstanceStatus`, as a health
