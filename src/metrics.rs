@@ -11,6 +11,7 @@
 //! | `wsrelay_sessions_total` | counter | `service`, `close_code` |
 //! | `wsrelay_connections_open` | gauge | |
 //! | `wsrelay_connection_limit_reached_total` | counter | |
+//! | `wsrelay_connection_refusals_total` | counter | `reason` |
 //! | `wsrelay_handshake_failures_total` | counter | `status` |
 //! | `wsrelay_session_failovers_total` | counter | `service`, `result` (`switched`, `failed`) |
 //! | `wsrelay_relayed_messages_total` | counter | `direction` (`client_to_service`, `service_to_client`) |
@@ -138,6 +139,16 @@ pub struct ProxyMetrics {
     pub connections_open: Gauge,
     /// Times the accept loop found every `limits.max_connections` permit taken and waited.
     pub connection_limit_reached: Counter,
+    /// Connections that failed below the upgrade (TLS handshake, HTTP request head), by reason.
+    pub connection_refusals: Family<ReasonLabel, Counter>,
+}
+
+/// `reason` label of a connection refused below the upgrade.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `tls_handshake`, `tls_incomplete`, `tls_timeout`, `tls_io`, `malformed_request`,
+    /// `head_too_large`, `head_timeout`, `incomplete_request`.
+    pub reason: &'static str,
 }
 
 /// Registry source metrics.
@@ -205,7 +216,13 @@ impl Metrics {
             upstream_connect: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             connections_open: Gauge::default(),
             connection_limit_reached: Counter::default(),
+            connection_refusals: Family::default(),
         };
+        r.register(
+            "wsrelay_connection_refusals",
+            "Connections that failed below the upgrade (TLS handshake or HTTP request head), by reason",
+            proxy.connection_refusals.clone(),
+        );
         r.register(
             "wsrelay_connections_open",
             "Open client connections (limits.max_connections caps them)",

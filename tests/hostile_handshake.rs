@@ -239,3 +239,65 @@ async fn frames_sent_before_a_refused_upgrade_go_nowhere() {
     assert_eq!(svc.requests.lock().unwrap().len(), 0);
     assert_eq!(agent.agent.live_sessions(), 0);
 }
+
+/// Issue 14 item 8: refusals below the upgrade are counted by reason (HTTP ones by status
+/// too); a client that closes before sending a byte (a TCP probe) is not.
+#[tokio::test]
+async fn refusals_below_the_upgrade_are_counted_by_reason() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        "[limits]\nhandshake_timeout = \"300ms\"\n",
+    )
+    .await;
+    let addr = agent.agent.local_addr;
+    // Garbage request lines over TLS: hyper answers 400.
+    for _ in 0..5 {
+        let answer = agent.raw_request("NOT HTTP AT ALL\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    // Plain text where TLS is expected.
+    for _ in 0..3 {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut sink).await;
+    }
+    // A TLS handshake that never finishes, and a request head that never finishes.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(&[22, 3, 1, 0, 200, 1, 0]).await.unwrap();
+    let mut tls = agent.tls_stream().await;
+    tls.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    // A TCP probe: connect and close.
+    drop(tokio::net::TcpStream::connect(addr).await.unwrap());
+
+    let metrics = &agent.agent.shared.metrics.proxy;
+    let count = |reason: &'static str| {
+        metrics
+            .connection_refusals
+            .get_or_create(&wsrelay::metrics::ReasonLabel { reason })
+            .get()
+    };
+    for _ in 0..100 {
+        if count("tls_timeout") == 1 && count("head_timeout") == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(count("malformed_request"), 5);
+    assert_eq!(count("tls_handshake"), 3);
+    assert_eq!(count("tls_timeout"), 1);
+    assert_eq!(count("head_timeout"), 1);
+    assert_eq!(count("tls_incomplete"), 0, "a TCP probe is not a refusal");
+    assert_eq!(
+        metrics
+            .handshake_failures
+            .get_or_create(&wsrelay::metrics::StatusLabel {
+                status: "400".into()
+            })
+            .get(),
+        5
+    );
+}

@@ -678,3 +678,41 @@ async fn a_start_from_the_cache_does_not_first_claim_no_routes() {
     let lines = p.lines.lock().unwrap().clone();
     assert!(!lines.iter().any(|l| l.contains("no routes")), "{lines:#?}");
 }
+
+/// Issue 14 item 8: refusals below the upgrade are logged, but not one line each: 30 garbage
+/// requests within a few seconds give one line.
+#[tokio::test]
+async fn refusals_below_the_upgrade_are_logged_without_flooding() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let p = Proc::start(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        &[],
+    );
+    let port = p.port().await;
+    for _ in 0..30 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(p.cert.client_config())
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"NOT HTTP\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(answer.starts_with(b"HTTP/1.1 400"));
+    }
+    let first = p.wait_line("connection refused before the upgrade").await;
+    assert_eq!(first["fields"]["reason"], "malformed_request");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = p.lines.lock().unwrap().clone();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains("connection refused before the upgrade"))
+        .count();
+    assert_eq!(refused, 1, "{lines:#?}");
+}

@@ -45,6 +45,7 @@ pub async fn serve(
     let mut failing = false;
     let permits = Arc::new(Semaphore::new(max_connections));
     let metrics = &shared.metrics.proxy;
+    let refusals = Arc::new(RefusalLog::new(metrics.clone()));
     loop {
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(p) => p,
@@ -84,10 +85,14 @@ pub async fn serve(
                     permit,
                     &shared.metrics.proxy.connections_open,
                 ));
-                shared
-                    .tracker
-                    .clone()
-                    .spawn(connection(tcp, peer, tls, shared, slot));
+                shared.tracker.clone().spawn(connection(
+                    tcp,
+                    peer,
+                    tls,
+                    shared,
+                    slot,
+                    Arc::clone(&refusals),
+                ));
             }
             Err(e) => {
                 if !failing {
@@ -101,6 +106,153 @@ pub async fn serve(
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// Why a connection failed below the upgrade (the `reason` label of
+/// `wsrelay_connection_refusals_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The TLS handshake failed (not TLS, no shared version or cipher, bad client certificate).
+    TlsHandshake,
+    /// The client left during the TLS handshake.
+    TlsIncomplete,
+    /// The TLS handshake did not finish within `limits.handshake_timeout`.
+    TlsTimeout,
+    /// A transport error during the TLS handshake (e.g. a reset).
+    TlsIo,
+    /// An HTTP request head hyper could not parse (answered 400).
+    MalformedRequest,
+    /// A request head over the size limit (answered 431).
+    HeadTooLarge,
+    /// No complete request head within `limits.handshake_timeout`.
+    HeadTimeout,
+    /// The client left in the middle of a request.
+    IncompleteRequest,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 8] = [
+        Refusal::TlsHandshake,
+        Refusal::TlsIncomplete,
+        Refusal::TlsTimeout,
+        Refusal::TlsIo,
+        Refusal::MalformedRequest,
+        Refusal::HeadTooLarge,
+        Refusal::HeadTimeout,
+        Refusal::IncompleteRequest,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TlsHandshake => "tls_handshake",
+            Refusal::TlsIncomplete => "tls_incomplete",
+            Refusal::TlsTimeout => "tls_timeout",
+            Refusal::TlsIo => "tls_io",
+            Refusal::MalformedRequest => "malformed_request",
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::HeadTimeout => "head_timeout",
+            Refusal::IncompleteRequest => "incomplete_request",
+        }
+    }
+
+    /// The HTTP status hyper answered with, if it answered.
+    fn status(self) -> Option<&'static str> {
+        match self {
+            Refusal::MalformedRequest => Some("400"),
+            Refusal::HeadTooLarge => Some("431"),
+            _ => None,
+        }
+    }
+
+    /// The refusal a failed TLS accept stands for; `None` for a client that closed before
+    /// sending a byte (a TCP probe: neither counted nor logged).
+    fn of_tls(e: &std::io::Error) -> Option<Refusal> {
+        match e.kind() {
+            std::io::ErrorKind::NotConnected => None,
+            std::io::ErrorKind::InvalidData => Some(Refusal::TlsHandshake),
+            std::io::ErrorKind::UnexpectedEof => Some(Refusal::TlsIncomplete),
+            _ => Some(Refusal::TlsIo),
+        }
+    }
+
+    /// The refusal an HTTP connection error stands for; `None` for errors after a request
+    /// was served (a reset keep-alive connection, a cancelled upgrade).
+    fn of_http(e: &hyper::Error) -> Option<Refusal> {
+        if e.is_parse_too_large() {
+            Some(Refusal::HeadTooLarge)
+        } else if e.is_parse() || e.is_parse_status() {
+            Some(Refusal::MalformedRequest)
+        } else if e.is_timeout() {
+            Some(Refusal::HeadTimeout)
+        } else if e.is_incomplete_message() {
+            Some(Refusal::IncompleteRequest)
+        } else {
+            None
+        }
+    }
+}
+
+/// Counts every refusal and logs them without flooding: per reason, the first one and then at
+/// most one line every [`RefusalLog::EVERY`], saying how many were not logged in between.
+pub struct RefusalLog {
+    last: std::sync::Mutex<[(Option<std::time::Instant>, u64); 8]>,
+    metrics: crate::metrics::ProxyMetrics,
+}
+
+impl RefusalLog {
+    /// Least time between two log lines of one reason.
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    fn new(metrics: crate::metrics::ProxyMetrics) -> RefusalLog {
+        RefusalLog {
+            last: std::sync::Mutex::new([(None, 0); 8]),
+            metrics,
+        }
+    }
+
+    fn record(&self, what: Refusal, client: SocketAddr, cause: &dyn std::fmt::Display) {
+        self.metrics
+            .connection_refusals
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: what.as_str(),
+            })
+            .inc();
+        if let Some(status) = what.status() {
+            self.metrics
+                .handshake_failures
+                .get_or_create(&crate::metrics::StatusLabel {
+                    status: status.to_owned(),
+                })
+                .inc();
+        }
+        let index = Refusal::ALL.iter().position(|r| *r == what).unwrap_or(0);
+        let now = std::time::Instant::now();
+        let suppressed = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(entry) = last.get_mut(index) else {
+                return;
+            };
+            match entry.0 {
+                Some(at) if now.duration_since(at) < Self::EVERY => {
+                    entry.1 += 1;
+                    return;
+                }
+                _ => {
+                    let n = entry.1;
+                    *entry = (Some(now), 0);
+                    n
+                }
+            }
+        };
+        tracing::info!(
+            client = %client,
+            reason = what.as_str(),
+            cause = %cause,
+            not_logged_since_last = suppressed,
+            "connection refused before the upgrade (one line per reason every 10 s; every one is counted in wsrelay_connection_refusals_total)"
+        );
     }
 }
 
@@ -134,20 +286,46 @@ async fn connection(
     tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
     slot: Arc<ConnectionSlot>,
+    refusals: Arc<RefusalLog>,
 ) {
     let _ = tcp.set_nodelay(true);
     let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
-    match tls {
-        None => serve_http(tcp, client_side(peer, false, local_port), shared, slot).await,
+    let client = match tls {
+        None => client_side(peer, false, local_port),
+        Some(_) => client_side(peer, true, local_port),
+    };
+    let result = match tls {
+        None => serve_http(tcp, client, shared, slot).await,
         Some(config) => {
             let limit = shared.settings.load().handshake_timeout;
             // rustls' unbuffered API: no TLS buffer is held while the session is idle.
             match tokio::time::timeout(limit, super::tls_stream::accept(tcp, config)).await {
-                Ok(Ok(stream)) => {
-                    serve_http(stream, client_side(peer, true, local_port), shared, slot).await
+                Ok(Ok(stream)) => serve_http(stream, client, shared, slot).await,
+                Ok(Err(e)) => {
+                    match Refusal::of_tls(&e) {
+                        Some(what) => refusals.record(what, peer, &e),
+                        None => {
+                            tracing::debug!(client = %peer, error = %e, "connection closed before TLS")
+                        }
+                    }
+                    return;
                 }
-                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                Err(_) => {
+                    refusals.record(
+                        Refusal::TlsTimeout,
+                        peer,
+                        &"no TLS handshake within limits.handshake_timeout",
+                    );
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        match Refusal::of_http(&e) {
+            Some(what) => refusals.record(what, peer, &e),
+            None => {
+                tracing::debug!(client = %peer, error = %e, "HTTP connection ended with an error")
             }
         }
     }
@@ -158,7 +336,8 @@ async fn serve_http<I>(
     client: super::handshake::ClientSide,
     shared: Arc<Shared>,
     slot: Arc<ConnectionSlot>,
-) where
+) -> Result<(), hyper::Error>
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = Arc::clone(&shared);
@@ -177,14 +356,11 @@ async fn serve_http<I>(
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(client = %client.peer, error = %e, "HTTP connection ended with an error");
-            }
-        }
+        r = conn.as_mut() => r,
         () = shared.closed.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(settings.relay.close_timeout, conn).await;
+            Ok(())
         }
     }
 }

@@ -255,7 +255,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
 ///
 /// # Errors
 /// The rustls error for a failed handshake (`InvalidData`), `UnexpectedEof` when the client
-/// leaves during it, or the transport's error.
+/// leaves during it, `NotConnected` when it closes before sending a byte (a TCP probe), or the
+/// transport's error.
 pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     io: IO,
     config: Arc<rustls::ServerConfig>,
@@ -272,6 +273,9 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
         eof: false,
         close_sent: false,
     };
+    // A client that closes before sending a byte (a TCP probe) is told apart from one that
+    // leaves during the handshake.
+    let mut received = false;
     std::future::poll_fn(|cx| loop {
         let wait = match tls.advance(None, &[], false) {
             Ok((wait, _)) => wait,
@@ -287,11 +291,18 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
             Wait::Closed => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             Wait::Handshake => {
                 if tls.peer_closed || !ready!(tls.poll_receive(cx))? {
+                    if !received {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::NotConnected,
+                            "the client closed before the TLS handshake began",
+                        )));
+                    }
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the client left during the TLS handshake",
                     )));
                 }
+                received = true;
             }
         }
     })
@@ -484,8 +495,14 @@ mod tests {
             .unwrap();
         let e = accept(a, Arc::clone(&config)).await.err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
-        // The client leaves before the handshake is over.
+        // The client closes without sending a byte (a TCP probe).
         let (a, b) = tokio::io::duplex(1 << 16);
+        drop(b);
+        let e = accept(a, Arc::clone(&config)).await.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected, "{e}");
+        // The client leaves during the handshake: the start of a ClientHello record, then the end.
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        b.write_all(&[22, 3, 1, 0, 200, 1, 0]).await.unwrap();
         drop(b);
         let e = accept(a, config).await.err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
