@@ -38,6 +38,22 @@ use tokio_util::sync::CancellationToken;
 use super::close::close_frame;
 use crate::sessions::Counters;
 
+/// Bytes counted for each message held in the failover buffer besides its payload: its queue
+/// slot and its allocation. So the `failover.buffer` budget also caps the message count
+/// (1 MiB holds at most 16,384 messages, even empty ones).
+pub const HELD_MESSAGE_OVERHEAD: usize = 64;
+
+/// A client message as the failover buffer holds it: its payload copied into an allocation of
+/// its own, so a small message does not keep the leg's whole read chunk (8 KiB or more) alive
+/// while it waits (issue 14 item 3).
+fn held(m: Message) -> Message {
+    match m {
+        Message::Text(t) => Message::Text(t.as_str().to_owned().into()),
+        Message::Binary(b) => Message::Binary(bytes::Bytes::copy_from_slice(&b)),
+        other => other,
+    }
+}
+
 /// Which leg of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -574,7 +590,9 @@ where
     let limit = cfg.close_timeout;
     let (mut old_tx, old_rx) = old;
     let mut buffer = std::collections::VecDeque::new();
+    // Payload bytes (reported) and what the buffer holds (checked against the budget).
     let mut buffered = 0usize;
+    let mut held_bytes = 0usize;
     let stop = {
         // The old leg's close answer is flushed while the new leg connects; it is abandoned
         // (the connection dropped) if the new leg is ready first.
@@ -609,7 +627,8 @@ where
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
                         counters.bytes_in.fetch_add(m.len() as u64, Ordering::Relaxed);
                         buffered += m.len();
-                        if buffered > cfg.failover_buffer_bytes {
+                        held_bytes += m.len() + HELD_MESSAGE_OVERHEAD;
+                        if held_bytes > cfg.failover_buffer_bytes {
                             break Err(Stop::Refused(Refused {
                                 code: CloseCode::Error,
                                 reason: format!(
@@ -618,7 +637,7 @@ where
                                 ),
                             }));
                         }
-                        buffer.push_back(m);
+                        buffer.push_back(held(m));
                     }
                     // Pings are answered by the leg; pongs are hop-by-hop.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -1633,6 +1652,41 @@ mod failover_tests {
             started: Some(started_tx),
             ..Fake::default()
         };
+        let budget = 10 * (100 + HELD_MESSAGE_OVERHEAD);
+        let cfg = RelayConfig {
+            failover_buffer_bytes: budget,
+            ..RelayConfig::default()
+        };
+        let relay = spawn_relay(c_leg, s1_leg, f, cfg);
+        drop(s1);
+        started.recv().await.unwrap();
+        // 10 × 100 bytes (and their overhead) fit; the 11th does not.
+        for _ in 0..11 {
+            client.send(Message::binary(vec![7u8; 100])).await.unwrap();
+        }
+        expect_close(
+            &mut client,
+            1011,
+            &format!("failover buffer of {budget} bytes full"),
+        )
+        .await;
+        assert_eq!(relay.await.unwrap().0.code, Some(1011));
+    }
+
+    /// Issue 14 item 3: empty messages count too, so the budget caps the message count.
+    #[tokio::test]
+    async fn empty_messages_fill_the_failover_buffer_too() {
+        let (c_leg, mut client) = client_pair().await;
+        let (s1_leg, s1) = service_pair().await;
+        let (s2_leg, _s2) = service_pair().await;
+        let (_never, gate) = oneshot::channel();
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let f = Fake {
+            legs: vec![(Some(gate), Ok(s2_leg))],
+            max: 3,
+            started: Some(started_tx),
+            ..Fake::default()
+        };
         let cfg = RelayConfig {
             failover_buffer_bytes: 1000,
             ..RelayConfig::default()
@@ -1640,12 +1694,37 @@ mod failover_tests {
         let relay = spawn_relay(c_leg, s1_leg, f, cfg);
         drop(s1);
         started.recv().await.unwrap();
-        // 10 × 100 bytes fit; the 11th does not.
-        for _ in 0..11 {
-            client.send(Message::binary(vec![7u8; 100])).await.unwrap();
+        for _ in 0..(1000 / HELD_MESSAGE_OVERHEAD + 1) {
+            client.send(Message::binary(Vec::new())).await.unwrap();
         }
         expect_close(&mut client, 1011, "failover buffer of 1000 bytes full").await;
         assert_eq!(relay.await.unwrap().0.code, Some(1011));
+    }
+
+    /// Issue 14 item 3: a held message owns an allocation of its own, not a slice of the
+    /// read chunk it arrived in.
+    #[test]
+    fn a_held_message_does_not_pin_its_read_chunk() {
+        let mut chunk = bytes::BytesMut::with_capacity(8192);
+        chunk.extend_from_slice(&[1u8; 8192]);
+        let range = chunk.as_ptr() as usize..chunk.as_ptr() as usize + 8192;
+        let small = chunk.split_to(10).freeze();
+        let text = tokio_tungstenite::tungstenite::Utf8Bytes::try_from(chunk.split_to(5).freeze())
+            .unwrap();
+        for (m, p) in [
+            (held(Message::Binary(small)), 0usize),
+            (held(Message::Text(text)), 1),
+        ] {
+            let ptr = match &m {
+                Message::Binary(b) => b.as_ptr() as usize,
+                Message::Text(t) => t.as_str().as_ptr() as usize,
+                _ => unreachable!(),
+            };
+            assert!(
+                !range.contains(&ptr),
+                "message {p} still points into the chunk"
+            );
+        }
     }
 
     #[tokio::test]
