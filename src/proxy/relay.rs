@@ -38,6 +38,88 @@ use tokio_util::sync::CancellationToken;
 use super::close::close_frame;
 use crate::sessions::Counters;
 
+/// One half of a leg split between the two pumps of a session (both run in one task).
+/// Unlike futures' `StreamExt::split`, the sink half keeps no slot of its own: its
+/// `poll_ready` is the leg's, so a pump reads a message only when the destination can take it
+/// and a stalled session holds one message, not two (issue 14 item 4).
+pub struct Half<L>(std::sync::Arc<std::sync::Mutex<L>>);
+
+/// Splits `leg` into a sink half and a stream half (see [`Half`]).
+pub fn split_leg<L>(leg: L) -> (Half<L>, Half<L>) {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(leg));
+    (Half(std::sync::Arc::clone(&shared)), Half(shared))
+}
+
+impl<L> Half<L> {
+    /// The leg again from its two halves; `Err` gives back `self` when `other` is a half of
+    /// another leg or the leg is shared still.
+    pub fn reunite(self, other: Half<L>) -> Result<L, Half<L>> {
+        if !std::sync::Arc::ptr_eq(&self.0, &other.0) {
+            return Err(self);
+        }
+        drop(other);
+        match std::sync::Arc::try_unwrap(self.0) {
+            Ok(m) => Ok(m.into_inner().unwrap_or_else(|p| p.into_inner())),
+            Err(shared) => Err(Half(shared)),
+        }
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&mut L) -> R) -> R {
+        // The lock is never held across an await, and a panic inside it poisons nothing the
+        // other half could misread: take the leg as it is.
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+impl<L: Stream + Unpin> Stream for Half<L> {
+    type Item = L::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<L::Item>> {
+        Half::locked(&self, |l| std::pin::Pin::new(l).poll_next(cx))
+    }
+}
+
+impl<L: Sink<Message> + Unpin> Sink<Message> for Half<L> {
+    type Error = L::Error;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), L::Error>> {
+        Half::locked(&self, |l| {
+            Sink::<Message>::poll_ready(std::pin::Pin::new(l), cx)
+        })
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), L::Error> {
+        Half::locked(&self, |l| {
+            Sink::<Message>::start_send(std::pin::Pin::new(l), item)
+        })
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), L::Error>> {
+        Half::locked(&self, |l| {
+            Sink::<Message>::poll_flush(std::pin::Pin::new(l), cx)
+        })
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), L::Error>> {
+        Half::locked(&self, |l| {
+            Sink::<Message>::poll_close(std::pin::Pin::new(l), cx)
+        })
+    }
+}
+
 /// Bytes counted for each message held in the failover buffer besides its payload: its queue
 /// slot and its allocation. So the `failover.buffer` budget also caps the message count
 /// (1 MiB holds at most 16,384 messages, even empty ones).
@@ -377,7 +459,21 @@ where
         let this = &mut *self;
         loop {
             match std::mem::replace(&mut this.step, Step::Read) {
-                Step::Read => {}
+                Step::Read => {
+                    // Read only what the destination can take: while it holds a backlog the
+                    // next message stays in the source's socket, so a stalled session holds at
+                    // most one message besides the socket buffers (issue 14 item 4).
+                    match std::pin::Pin::new(&mut *this.tx).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => this.timer = None,
+                        Poll::Ready(Err(e)) => return Poll::Ready(End::DestGone(e.to_string())),
+                        Poll::Pending => {
+                            if this.wait_for_destination(cx) {
+                                return Poll::Ready(End::DestStuck);
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
                 Step::Write(msg) => match std::pin::Pin::new(&mut *this.tx).poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         this.timer = None;
@@ -570,10 +666,7 @@ enum Failover<S> {
 async fn fail_over<CT, CR, S, F>(
     c_tx: &mut CT,
     c_rx: &mut CR,
-    old: (
-        futures_util::stream::SplitSink<S, Message>,
-        futures_util::stream::SplitStream<S>,
-    ),
+    old: (Half<S>, Half<S>),
     answer_old: bool,
     cause: &str,
     f: &mut F,
@@ -778,8 +871,8 @@ where
     S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
     F: Reconnect<S> + 'a,
 {
-    let (mut c_tx, mut c_rx) = client.split();
-    let (mut s_tx, mut s_rx) = service.split();
+    let (mut c_tx, mut c_rx) = split_leg(client);
+    let (mut s_tx, mut s_rx) = split_leg(service);
     // An async block, not an async fn: an async fn keeps its arguments twice for its whole
     // life (as arguments and as locals), and this future is per-session memory (issue 7).
     async move {
@@ -843,7 +936,7 @@ where
                         Failover::Ended(outcome) => return outcome,
                         Failover::Switched(leg, mut buffer, bytes) => {
                             let n = buffer.len();
-                            (s_tx, s_rx) = leg.split();
+                            (s_tx, s_rx) = split_leg(leg);
                             service_heard.touch();
                             let delivered =
                                 Box::pin(deliver(&mut s_tx, &mut buffer, cfg.write_timeout)).await;
@@ -1303,6 +1396,35 @@ mod tests {
         let o = relay.await.unwrap();
         assert_eq!((o.closed_by, o.code), (Some(Side::Client), Some(1011)));
         drop(client);
+    }
+
+    /// Issue 14 item 4: with a client that does not read, the relay takes one message from
+    /// the service and leaves the next in the service's socket (it used to read a second one
+    /// and hold it while waiting).
+    #[tokio::test]
+    async fn a_stalled_client_makes_the_relay_hold_one_message_not_two() {
+        let (client, c_leg, s_leg, mut service) = legs(1 << 20).await;
+        let token = CancellationToken::new();
+        let relay = tokio::spawn(async move {
+            relay(c_leg, s_leg, &Counters::default(), &short_cfg(), &token).await
+        });
+        // Messages larger than both pipes: a send completes only once the relay read it.
+        let big = vec![5u8; 200 * 1024];
+        let mut completed = 0;
+        for _ in 0..3 {
+            match tokio::time::timeout(
+                Duration::from_secs(1),
+                service.send(Message::binary(big.clone())),
+            )
+            .await
+            {
+                Ok(Ok(())) => completed += 1,
+                _ => break,
+            }
+        }
+        assert_eq!(completed, 1, "messages the relay took from the service");
+        drop((client, service));
+        let _ = relay.await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -1768,7 +1890,7 @@ mod size_tests {
         let counters = Counters::default();
         let token = CancellationToken::new();
         let cfg = RelayConfig::default();
-        let (mut c_tx, mut c_rx) = L::new(a, Role::Server, Default::default()).split();
+        let (mut c_tx, mut c_rx) = split_leg(L::new(a, Role::Server, Default::default()));
         let activity = Activity::new();
         let h = Heard::new(activity.start);
         let p = pump(

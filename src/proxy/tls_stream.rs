@@ -31,6 +31,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const READ_CHUNK: usize = 16 * 1024;
 /// Encrypted output above which a write waits until some of it is sent (bytes).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Plaintext taken per `poll_write` call (bytes): a large message is encrypted a slice at a
+/// time, so the encrypted output never holds a second copy of it (issue 14 item 4); the
+/// caller's write loop hands over the rest.
+pub const MAX_PLAINTEXT_PER_WRITE: usize = 64 * 1024;
 
 /// What the state machine waits for when [`ServerTls::advance`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +386,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        let data = &data[..data.len().min(MAX_PLAINTEXT_PER_WRITE)];
         let (_, taken) = this.advance(None, data, false)?;
         if !taken {
             return Poll::Ready(Err(io::Error::new(
@@ -438,6 +443,38 @@ mod tests {
             tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, b)
         );
         (s.unwrap(), c.unwrap())
+    }
+
+    /// Issue 14 item 4: a large write is taken a slice at a time, so a peer that does not
+    /// read leaves at most about two slices of ciphertext queued, not the whole message.
+    #[tokio::test]
+    async fn a_large_write_is_encrypted_a_slice_at_a_time() {
+        let (mut server, _client) = pair().await;
+        let big = vec![3u8; 4 << 20];
+        let mut written = 0;
+        // The client never reads: write until the stream stops taking data.
+        loop {
+            match futures_util::FutureExt::now_or_never(server.write(&big[written..])) {
+                Some(Ok(n)) => {
+                    assert!(n <= MAX_PLAINTEXT_PER_WRITE, "took {n} bytes in one call");
+                    written += n;
+                }
+                Some(Err(e)) => panic!("{e}"),
+                None => break,
+            }
+            if written == big.len() {
+                break;
+            }
+        }
+        assert!(
+            written < big.len(),
+            "a peer that does not read took everything"
+        );
+        let held = server.buffered_capacity();
+        assert!(
+            held <= 3 * MAX_PLAINTEXT_PER_WRITE,
+            "{held} bytes held for a 4 MiB write to a stalled peer"
+        );
     }
 
     #[tokio::test]
