@@ -126,8 +126,19 @@ async fn misbehaving_services_get_502_or_504_and_a_clear_log_line() {
         assert_eq!(body["status"], want, "{app}: {body}");
         let message = body["message"].as_str().unwrap_or_default();
         assert!(message.contains(cause), "{app}: {message}");
-        let line = logged(&logs, &[&format!("127.0.0.1:{port}"), cause]).await;
+        // One WARN line, the handshake's, names the service URL and the cause (the only
+        // instance's failed attempt adds no "trying the next instance" line).
+        let line = logged(
+            &logs,
+            &["handshake failed", &format!("127.0.0.1:{port}"), cause],
+        )
+        .await;
         assert!(line.contains("WARN"), "{app}: {line}");
+        assert!(
+            !logs.text().contains("trying the next instance"),
+            "{app}: {}",
+            logs.text()
+        );
     }
     assert_eq!(agent.agent.live_sessions(), 0);
 }
