@@ -477,8 +477,17 @@ where
                 Step::Write(msg) => match std::pin::Pin::new(&mut *this.tx).poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         this.timer = None;
+                        // Counted once handed to the destination leg, not when read: a message
+                        // a pump still held when the session ended was not relayed (issue 14
+                        // item 5). What a leg has queued is flushed before its close frame.
+                        let data = matches!(msg, Message::Text(_) | Message::Binary(_));
+                        let len = msg.len() as u64;
                         if let Err(e) = std::pin::Pin::new(&mut *this.tx).start_send(msg) {
                             return Poll::Ready(End::DestGone(e.to_string()));
+                        }
+                        if data {
+                            this.messages.fetch_add(1, Ordering::Relaxed);
+                            this.bytes.fetch_add(len, Ordering::Relaxed);
                         }
                         this.unflushed = true;
                     }
@@ -521,8 +530,6 @@ where
                     };
                     match msg {
                         Message::Text(_) | Message::Binary(_) => {
-                            this.messages.fetch_add(1, Ordering::Relaxed);
-                            this.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
                             this.activity.touch();
                             this.step = Step::Write(msg);
                         }
@@ -1876,6 +1883,89 @@ mod failover_tests {
 /// Every session carries its relay future for its whole life, so its size is per-session
 /// memory (issue 7: at most 4 KiB per idle ws session, both legs included). These bounds keep
 /// a change from quietly growing it (measured: pump 168 bytes, relay 1,240 bytes).
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+
+    /// A destination that is ready `readies` times and then never again.
+    struct Stalls {
+        readies: usize,
+    }
+
+    impl Sink<Message> for Stalls {
+        type Error = WsError;
+        fn poll_ready(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), WsError>> {
+            if self.readies == 0 {
+                return std::task::Poll::Pending;
+            }
+            self.readies -= 1;
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), WsError> {
+            Ok(())
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), WsError>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), WsError>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Issue 14 item 5: a message a pump read but could not hand over when the session ended
+    /// is not counted as relayed.
+    #[tokio::test]
+    async fn a_message_held_when_the_pump_ends_is_not_counted() {
+        let counters = Counters::default();
+        let cfg = RelayConfig::default();
+        let activity = Activity::new();
+        let h = Heard::new(activity.start);
+        let mut rx = futures_util::stream::iter(vec![Ok(Message::text("held"))])
+            .chain(futures_util::stream::pending());
+        let mut tx = Stalls { readies: 1 };
+        let p = pump(
+            &mut rx,
+            &mut tx,
+            &counters.messages_in,
+            &counters.bytes_in,
+            &activity,
+            &cfg,
+            &h,
+            &h,
+        );
+        // One poll: the message is read, the destination stops taking; the session ends.
+        assert!(futures_util::FutureExt::now_or_never(p).is_none());
+        assert_eq!(counters.messages_in.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.bytes_in.load(Ordering::Relaxed), 0);
+        // A message that is handed over is counted.
+        let mut rx = futures_util::stream::iter(vec![Ok(Message::text("sent"))])
+            .chain(futures_util::stream::pending());
+        let mut tx = Stalls { readies: 2 };
+        let p = pump(
+            &mut rx,
+            &mut tx,
+            &counters.messages_in,
+            &counters.bytes_in,
+            &activity,
+            &cfg,
+            &h,
+            &h,
+        );
+        assert!(futures_util::FutureExt::now_or_never(p).is_none());
+        assert_eq!(counters.messages_in.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.bytes_in.load(Ordering::Relaxed), 4);
+    }
+}
+
 #[cfg(test)]
 mod size_tests {
     use super::*;
