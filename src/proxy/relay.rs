@@ -271,10 +271,13 @@ impl<S: Send> Reconnect<S> for NoFailover {
     fn gave_up(&mut self, _: &str, _: u16, _: &str) {}
 }
 
-/// When a leg was last heard from (any frame), in milliseconds since the relay started.
+/// When a leg was last heard from (any frame), in milliseconds since the relay started, and
+/// whether the pump that reads it is held back by its destination (then the leg is not read,
+/// so its silence says nothing, issue 14 item 2).
 struct Heard {
     start: tokio::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
+    unread: std::sync::atomic::AtomicBool,
 }
 
 impl Heard {
@@ -282,7 +285,22 @@ impl Heard {
         Heard {
             start,
             last_ms: std::sync::atomic::AtomicU64::new(0),
+            unread: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The pump reading this leg stops (`true`) or starts again (`false`) because of its
+    /// destination's backpressure. Starting again counts as hearing the leg: it was not
+    /// listened to meanwhile.
+    fn set_unread(&self, unread: bool) {
+        if self.unread.swap(unread, Ordering::Relaxed) && !unread {
+            self.touch();
+        }
+    }
+
+    /// Whether the leg can be judged by its silence (it is being read).
+    fn judged(&self) -> bool {
+        !self.unread.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -464,9 +482,13 @@ where
                     // next message stays in the source's socket, so a stalled session holds at
                     // most one message besides the socket buffers (issue 14 item 4).
                     match std::pin::Pin::new(&mut *this.tx).poll_ready(cx) {
-                        Poll::Ready(Ok(())) => this.timer = None,
+                        Poll::Ready(Ok(())) => {
+                            this.timer = None;
+                            this.src.set_unread(false);
+                        }
                         Poll::Ready(Err(e)) => return Poll::Ready(End::DestGone(e.to_string())),
                         Poll::Pending => {
+                            this.src.set_unread(true);
                             if this.wait_for_destination(cx) {
                                 return Poll::Ready(End::DestStuck);
                             }
@@ -494,6 +516,7 @@ where
                     Poll::Ready(Err(e)) => return Poll::Ready(End::DestGone(e.to_string())),
                     Poll::Pending => {
                         this.step = Step::Write(msg);
+                        this.src.set_unread(true);
                         if this.wait_for_destination(cx) {
                             return Poll::Ready(End::DestStuck);
                         }
@@ -559,7 +582,9 @@ where
                     }
                     if let (Some(tick), Some(k)) = (this.tick.as_mut(), this.cfg.keepalive) {
                         if tick.poll_tick(cx).is_ready() {
-                            if this.dst.silent_for() > k.interval + k.timeout {
+                            // A leg the other pump does not read (its destination is
+                            // backed up) is not judged: its answers wait unread.
+                            if this.dst.judged() && this.dst.silent_for() > k.interval + k.timeout {
                                 return Poll::Ready(End::DestGone(format!(
                                     "no answer to keepalive pings for {:?}",
                                     k.interval + k.timeout
@@ -1432,6 +1457,40 @@ mod tests {
         assert_eq!(completed, 1, "messages the relay took from the service");
         drop((client, service));
         let _ = relay.await;
+    }
+
+    /// Issue 14 item 2: while the client does not read, the relay stops reading the service,
+    /// so the service's pongs wait unread: the healthy service must not be declared gone by
+    /// keepalive; the client is dropped by the write timeout instead.
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_does_not_judge_a_leg_the_relay_is_not_reading() {
+        let (client, c_leg, s_leg, service) = legs(1 << 20).await;
+        let token = CancellationToken::new();
+        let cfg = RelayConfig {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            }),
+            write_timeout: Duration::from_secs(120),
+            ..short_cfg()
+        };
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await },
+            );
+        // The service sends big messages and reads (answering pings) at the same time.
+        let (mut s_tx, mut s_rx) = service.split();
+        let writer = tokio::spawn(async move {
+            let big = vec![1u8; 200 * 1024];
+            while s_tx.send(Message::binary(big.clone())).await.is_ok() {}
+        });
+        let reader = tokio::spawn(async move { while let Some(Ok(_)) = s_rx.next().await {} });
+        let o = relay.await.unwrap();
+        assert_eq!(o.closed_by, Some(Side::Client), "{o:?}");
+        assert_eq!(o.reason, "client is not reading", "{o:?}");
+        writer.abort();
+        reader.abort();
+        drop(client);
     }
 
     #[tokio::test(start_paused = true)]
