@@ -717,3 +717,68 @@ async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
         ws.close(None).await.unwrap();
     }
 }
+
+/// The real server's start-up window: a standalone server that synced no peer refuses reads
+/// with 403 for `wait-time-in-ms-when-sync-empty` (`PeerAwareInstanceRegistryImpl.shouldAllowAccess`;
+/// Spring Cloud opens at once unless `default-open-for-traffic-count` is 0). The agent keeps
+/// retrying, routes nothing meanwhile, and routes as soon as the window ends, without a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_403_window_is_retried_until_the_server_serves() {
+    let _jvms = spring::JVM_LOCK.lock().await;
+    let window = Duration::from_secs(40);
+    let eureka = RealEureka::start_with(
+        &[
+            "--eureka.instance.registry.default-open-for-traffic-count=0",
+            &format!(
+                "--eureka.server.wait-time-in-ms-when-sync-empty={}",
+                window.as_millis()
+            ),
+        ],
+        &[403],
+    )
+    .await;
+    let opened_by = Instant::now() + window;
+    let mut svc = SpringService::spawn(&eureka, "dc-a");
+    // Registration is allowed during the window; reads are not.
+    let agents = agents(&eureka, "").await;
+    let mut refused = false;
+    while Instant::now() + Duration::from_secs(2) < opened_by {
+        let a = eureka.request("GET", "apps", None).await.unwrap();
+        if a.status == 403 {
+            refused = true;
+            for (format, agent) in &agents {
+                assert_eq!(
+                    routed(agent).await,
+                    Vec::<(String, String)>::new(),
+                    "{format}"
+                );
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        refused,
+        "the server never refused a read: no start-up window to test"
+    );
+    svc.wait_up(&eureka).await;
+    let left = opened_by.saturating_duration_since(Instant::now());
+    wait_routed(
+        &agents,
+        &[("dc-a", "UP")],
+        left + REFRESH + CACHE_INTERVAL + MARGIN,
+    )
+    .await;
+    for (format, agent) in &agents {
+        assert!(
+            fetches(agent, "error").await >= 1,
+            "{format}: the 403s were counted"
+        );
+        let (mut ws, _) = agent
+            .connect("/ws/v1/discoverableclient/echo", &[])
+            .await
+            .unwrap();
+        echo(&mut ws, "after the window").await;
+    }
+}

@@ -12,7 +12,8 @@
 //! `tests/real_eureka.rs`. Known differences from it: no response cache (the real
 //! `ResponseCacheImpl` serves full and delta answers from a read-only cache refreshed every
 //! `response-cache-update-interval-ms`, so they can be stale), no start-up 403 window
-//! (`shouldAllowAccess`), and no lease expiry or eviction unless a test removes the instance.
+//! (`shouldAllowAccess`), and no lease expiry or eviction unless a test removes the instance;
+//! the real-server tests cover all three.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -173,12 +173,16 @@ pub struct Answer {
 impl RealEureka {
     /// Starts the server and waits until `GET /eureka/apps` answers 200.
     pub async fn start() -> RealEureka {
+        Self::start_with(&[], &[200]).await
+    }
+
+    /// Starts the server with extra command-line properties and waits until `GET
+    /// /eureka/apps` answers one of `ready` (e.g. 403 during its start-up window).
+    pub async fn start_with(extra: &[&str], ready: &[u16]) -> RealEureka {
         let port = free_port();
-        let jvm = Jvm::spawn(
-            "eureka-server",
-            "eureka",
-            &[format!("--server.port={port}")],
-        );
+        let mut args = vec![format!("--server.port={port}")];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let jvm = Jvm::spawn("eureka-server", "eureka", &args);
         let mut eureka = RealEureka {
             jvm,
             port,
@@ -191,7 +195,7 @@ impl RealEureka {
         loop {
             eureka.jvm.assert_running();
             if let Ok(a) = eureka.request("GET", "apps", None).await {
-                if a.status == 200 {
+                if ready.contains(&a.status) {
                     return eureka;
                 }
             }
@@ -230,7 +234,7 @@ impl RealEureka {
     }
 
     /// `GET apps/{app}/{id}` (read from the registry itself, not the response cache), as JSON;
-    /// `None` on 404.
+    /// `None` on 404 (or 403 during the server's start-up window).
     pub async fn instance(&self, app: &str, id: &str) -> Option<Value> {
         let a = self
             .request("GET", &format!("apps/{app}/{id}"), None)
@@ -241,7 +245,8 @@ impl RealEureka {
                 let v: Value = serde_json::from_str(&a.body).unwrap();
                 Some(v["instance"].clone())
             }
-            404 => None,
+            // 403: the server does not serve reads yet (its start-up window).
+            404 | 403 => None,
             s => panic!("GET apps/{app}/{id}: {s} {}", a.body),
         }
     }
