@@ -172,18 +172,15 @@ mod tests {
         panic!("no change reported (count {})", c.load(Ordering::SeqCst));
     }
 
-    #[tokio::test]
-    async fn rename_into_place_and_symlink_swap_are_seen() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tls.crt");
-        std::fs::write(&file, "a").unwrap();
+    /// Watches `file` (re-check hourly), counting the reloads.
+    fn counting_watch(file: &Path) -> (Arc<AtomicUsize>, CancellationToken) {
         let count = Arc::new(AtomicUsize::new(0));
         let c2 = count.clone();
         let tracker = TaskTracker::new();
         let token = CancellationToken::new();
         spawn(
             "test",
-            vec![file.clone()],
+            vec![file.to_path_buf()],
             Duration::from_secs(3600),
             &tracker,
             token.clone(),
@@ -194,6 +191,15 @@ mod tests {
                 }
             },
         );
+        (count, token)
+    }
+
+    #[tokio::test]
+    async fn rename_into_place_and_symlink_swap_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tls.crt");
+        std::fs::write(&file, "a").unwrap();
+        let (count, token) = counting_watch(&file);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let tmp = dir.path().join(".tls.crt.tmp");
         std::fs::write(&tmp, "b").unwrap();
@@ -215,23 +221,7 @@ mod tests {
         let file = dir.path().join("registry.xml");
         let noisy = dir.path().join("agent.log");
         std::fs::write(&file, "a").unwrap();
-        let count = Arc::new(AtomicUsize::new(0));
-        let c2 = count.clone();
-        let tracker = TaskTracker::new();
-        let token = CancellationToken::new();
-        spawn(
-            "test",
-            vec![file.clone()],
-            Duration::from_secs(3600),
-            &tracker,
-            token.clone(),
-            move || {
-                let c = c2.clone();
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                }
-            },
-        );
+        let (count, token) = counting_watch(&file);
         tokio::time::sleep(Duration::from_millis(50)).await;
         std::fs::write(&file, "b").unwrap();
         // The neighbour keeps changing for 3 s; the reload must come meanwhile.

@@ -501,6 +501,31 @@ fn self_registration(eureka_url: &str) -> String {
 
 const INSTANCE: &str = "[eureka.instance]\ninstance_id = \"gw-it:wsrelay:10010\"\nhost_name = \"localhost\"\nrenewal_interval = \"1s\"\nlease_duration = \"2s\"\n[eureka.instance.metadata]\n\"apiml.service.title\" = \"WebSocket relay\"\n";
 
+/// An agent registering itself through `eureka_url`, once the server lists it UP.
+async fn start_registered(eureka: &RealEureka, eureka_url: &str) -> TestAgent {
+    let agent = TestAgent::start_with(
+        &self_registration(eureka_url),
+        INSTANCE,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    eureka
+        .wait_status(
+            SELF,
+            SELF_ID,
+            Some(("UP", "UNKNOWN")),
+            Duration::from_secs(20),
+        )
+        .await;
+    agent
+}
+
+/// Stops `agent` as SIGTERM would and waits for its drain.
+async fn stop(agent: TestAgent) {
+    agent.token.cancel();
+    assert!(agent.agent.drained(Duration::from_secs(10)).await);
+}
+
 /// Self-registration against the real server: the instance has the fields a Netflix client
 /// parses, heartbeats keep it past several lease durations, a stop removes it, and a restart
 /// with the same id comes back UP, also after a cancel that failed (regression, bug 3: the
@@ -585,53 +610,19 @@ async fn self_registration_in_the_real_server_heartbeats_stops_and_restarts() {
     eureka.wait_status(SELF, SELF_ID, None, long).await;
     drop(agent);
 
-    // A restart with the same id comes back UP.
-    let agent = TestAgent::start_with(
-        &self_registration(&eureka.service_url()),
-        INSTANCE,
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
-    eureka
-        .wait_status(SELF, SELF_ID, Some(("UP", "UNKNOWN")), long)
-        .await;
-    agent.token.cancel();
-    assert!(agent.agent.drained(Duration::from_secs(10)).await);
+    // A restart with the same id comes back UP, and a stop removes it again.
+    let agent = start_registered(&eureka, &eureka.service_url()).await;
+    stop(agent).await;
     eureka.wait_status(SELF, SELF_ID, None, long).await;
-    drop(agent);
 
     // A stop whose cancel fails (the DELETE gets no answer): the lease stays, DOWN, with no
     // override.
     let via = forwarder_dropping_cancels(eureka.port).await;
-    let agent = TestAgent::start_with(
-        &self_registration(&via),
-        INSTANCE,
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
-    eureka
-        .wait_status(SELF, SELF_ID, Some(("UP", "UNKNOWN")), long)
-        .await;
-    agent.token.cancel();
-    assert!(agent.agent.drained(Duration::from_secs(10)).await);
-    drop(agent);
+    stop(start_registered(&eureka, &via).await).await;
     let left = eureka.status_of(SELF, SELF_ID).await;
     assert!(left.is_some(), "the lease outlives the failed cancel");
     // Restarted before the lease expires, the agent comes back UP.
-    let agent = TestAgent::start_with(
-        &self_registration(&eureka.service_url()),
-        INSTANCE,
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
-    eureka
-        .wait_status(
-            SELF,
-            SELF_ID,
-            Some(("UP", "UNKNOWN")),
-            Duration::from_secs(10),
-        )
-        .await;
+    let agent = start_registered(&eureka, &eureka.service_url()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     eureka
         .wait_status(

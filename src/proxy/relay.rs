@@ -1827,8 +1827,9 @@ mod failover_tests {
         assert_eq!(relay.await.unwrap().0.code, Some(1011));
     }
 
-    #[tokio::test]
-    async fn a_full_failover_buffer_closes_with_1011() {
+    /// Sends `count` messages of `size` bytes while the session reconnects (the new instance
+    /// never answers) with a failover buffer of `budget` bytes; the client must get 1011.
+    async fn overfill_the_failover_buffer(budget: usize, size: usize, count: usize) {
         let (c_leg, mut client) = client_pair().await;
         let (s1_leg, s1) = service_pair().await;
         let (s2_leg, _s2) = service_pair().await;
@@ -1840,7 +1841,6 @@ mod failover_tests {
             started: Some(started_tx),
             ..Fake::default()
         };
-        let budget = 10 * (100 + HELD_MESSAGE_OVERHEAD);
         let cfg = RelayConfig {
             failover_buffer_bytes: budget,
             ..RelayConfig::default()
@@ -1848,9 +1848,8 @@ mod failover_tests {
         let relay = spawn_relay(c_leg, s1_leg, f, cfg);
         drop(s1);
         started.recv().await.unwrap();
-        // 10 × 100 bytes (and their overhead) fit; the 11th does not.
-        for _ in 0..11 {
-            client.send(Message::binary(vec![7u8; 100])).await.unwrap();
+        for _ in 0..count {
+            client.send(Message::binary(vec![7u8; size])).await.unwrap();
         }
         expect_close(
             &mut client,
@@ -1861,32 +1860,16 @@ mod failover_tests {
         assert_eq!(relay.await.unwrap().0.code, Some(1011));
     }
 
+    #[tokio::test]
+    async fn a_full_failover_buffer_closes_with_1011() {
+        // 10 × 100 bytes (and their overhead) fit; the 11th does not.
+        overfill_the_failover_buffer(10 * (100 + HELD_MESSAGE_OVERHEAD), 100, 11).await;
+    }
+
     /// Issue 14 item 3: empty messages count too, so the budget caps the message count.
     #[tokio::test]
     async fn empty_messages_fill_the_failover_buffer_too() {
-        let (c_leg, mut client) = client_pair().await;
-        let (s1_leg, s1) = service_pair().await;
-        let (s2_leg, _s2) = service_pair().await;
-        let (_never, gate) = oneshot::channel();
-        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
-        let f = Fake {
-            legs: vec![(Some(gate), Ok(s2_leg))],
-            max: 3,
-            started: Some(started_tx),
-            ..Fake::default()
-        };
-        let cfg = RelayConfig {
-            failover_buffer_bytes: 1000,
-            ..RelayConfig::default()
-        };
-        let relay = spawn_relay(c_leg, s1_leg, f, cfg);
-        drop(s1);
-        started.recv().await.unwrap();
-        for _ in 0..(1000 / HELD_MESSAGE_OVERHEAD + 1) {
-            client.send(Message::binary(Vec::new())).await.unwrap();
-        }
-        expect_close(&mut client, 1011, "failover buffer of 1000 bytes full").await;
-        assert_eq!(relay.await.unwrap().0.code, Some(1011));
+        overfill_the_failover_buffer(1000, 0, 1000 / HELD_MESSAGE_OVERHEAD + 1).await;
     }
 
     /// Issue 14 item 3: a held message owns an allocation of its own, not a slice of the
@@ -1980,35 +1963,16 @@ mod count_tests {
         }
     }
 
-    /// Issue 14 item 5: a message a pump read but could not hand over when the session ended
-    /// is not counted as relayed.
-    #[tokio::test]
-    async fn a_message_held_when_the_pump_ends_is_not_counted() {
+    /// Polls a pump once: `text` waits to be read, the destination takes `readies` calls of
+    /// `poll_ready` and then stalls. Returns (messages, bytes) counted.
+    fn one_poll(text: &str, readies: usize) -> (u64, u64) {
         let counters = Counters::default();
         let cfg = RelayConfig::default();
         let activity = Activity::new();
         let h = Heard::new(activity.start);
-        let mut rx = futures_util::stream::iter(vec![Ok(Message::text("held"))])
+        let mut rx = futures_util::stream::iter(vec![Ok(Message::text(text))])
             .chain(futures_util::stream::pending());
-        let mut tx = Stalls { readies: 1 };
-        let p = pump(
-            &mut rx,
-            &mut tx,
-            &counters.messages_in,
-            &counters.bytes_in,
-            &activity,
-            &cfg,
-            &h,
-            &h,
-        );
-        // One poll: the message is read, the destination stops taking; the session ends.
-        assert!(futures_util::FutureExt::now_or_never(p).is_none());
-        assert_eq!(counters.messages_in.load(Ordering::Relaxed), 0);
-        assert_eq!(counters.bytes_in.load(Ordering::Relaxed), 0);
-        // A message that is handed over is counted.
-        let mut rx = futures_util::stream::iter(vec![Ok(Message::text("sent"))])
-            .chain(futures_util::stream::pending());
-        let mut tx = Stalls { readies: 2 };
+        let mut tx = Stalls { readies };
         let p = pump(
             &mut rx,
             &mut tx,
@@ -2020,8 +1984,19 @@ mod count_tests {
             &h,
         );
         assert!(futures_util::FutureExt::now_or_never(p).is_none());
-        assert_eq!(counters.messages_in.load(Ordering::Relaxed), 1);
-        assert_eq!(counters.bytes_in.load(Ordering::Relaxed), 4);
+        (
+            counters.messages_in.load(Ordering::Relaxed),
+            counters.bytes_in.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Issue 14 item 5: a message a pump read but could not hand over when the session ended
+    /// is not counted as relayed; one handed over is.
+    #[tokio::test]
+    async fn a_message_held_when_the_pump_ends_is_not_counted() {
+        // Read, then the destination stops taking it; the session ends.
+        assert_eq!(one_poll("held", 1), (0, 0));
+        assert_eq!(one_poll("sent", 2), (1, 4));
     }
 }
 
