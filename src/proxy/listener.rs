@@ -110,7 +110,7 @@ pub async fn serve(
 }
 
 /// Why a connection failed below the upgrade (the `reason` label of
-/// `wsrelay_connection_refusals_total`).
+/// `wsrelay_connection_refusals_total`). The discriminant indexes [`RefusalLog`]'s table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The TLS handshake failed (not TLS, no shared version or cipher, bad client certificate).
@@ -132,17 +132,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 8] = [
-        Refusal::TlsHandshake,
-        Refusal::TlsIncomplete,
-        Refusal::TlsTimeout,
-        Refusal::TlsIo,
-        Refusal::MalformedRequest,
-        Refusal::HeadTooLarge,
-        Refusal::HeadTimeout,
-        Refusal::IncompleteRequest,
-    ];
-
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -194,10 +183,13 @@ impl Refusal {
     }
 }
 
+/// How many kinds of [`Refusal`] there are (the last one's discriminant + 1).
+const REFUSALS: usize = Refusal::IncompleteRequest as usize + 1;
+
 /// Counts every refusal and logs them without flooding: per reason, the first one and then at
 /// most one line every [`RefusalLog::EVERY`], saying how many were not logged in between.
 pub struct RefusalLog {
-    last: std::sync::Mutex<[(Option<std::time::Instant>, u64); 8]>,
+    last: std::sync::Mutex<[(Option<std::time::Instant>, u64); REFUSALS]>,
     metrics: crate::metrics::ProxyMetrics,
 }
 
@@ -207,7 +199,7 @@ impl RefusalLog {
 
     fn new(metrics: crate::metrics::ProxyMetrics) -> RefusalLog {
         RefusalLog {
-            last: std::sync::Mutex::new([(None, 0); 8]),
+            last: std::sync::Mutex::new([(None, 0); REFUSALS]),
             metrics,
         }
     }
@@ -227,7 +219,7 @@ impl RefusalLog {
                 })
                 .inc();
         }
-        let index = Refusal::ALL.iter().position(|r| *r == what).unwrap_or(0);
+        let index = what as usize;
         let now = std::time::Instant::now();
         let suppressed = {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -290,10 +282,7 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
-    let client = match tls {
-        None => client_side(peer, false, local_port),
-        Some(_) => client_side(peer, true, local_port),
-    };
+    let client = client_side(peer, tls.is_some(), local_port);
     let result = match tls {
         None => serve_http(tcp, client, shared, slot).await,
         Some(config) => {

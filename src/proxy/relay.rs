@@ -293,8 +293,12 @@ impl Heard {
     /// destination's backpressure. Starting again counts as hearing the leg: it was not
     /// listened to meanwhile.
     fn set_unread(&self, unread: bool) {
-        if self.unread.swap(unread, Ordering::Relaxed) && !unread {
-            self.touch();
+        // A load first: the common case (being read, as before) writes nothing per message.
+        if self.unread.load(Ordering::Relaxed) != unread {
+            self.unread.store(unread, Ordering::Relaxed);
+            if !unread {
+                self.touch();
+            }
         }
     }
 
