@@ -118,6 +118,9 @@ pub struct Leg<I> {
     close_sent: bool,
     /// The stream has ended (a close frame, an error or the end of the connection).
     read_done: bool,
+    /// Bytes read from the connection so far (wrapping): the relay's keepalive counts a
+    /// leg as heard while bytes arrive, also in the middle of a long frame (issue 14 item 2).
+    bytes_read: u64,
 }
 
 impl<I> Leg<I> {
@@ -137,6 +140,7 @@ impl<I> Leg<I> {
             pong_due: None,
             close_sent: false,
             read_done: false,
+            bytes_read: 0,
         }
     }
 
@@ -462,10 +466,26 @@ impl<I: AsyncRead + Unpin> Leg<I> {
         Poll::Ready(
             match ready!(poll_read_lazily(&mut self.io, cx, &mut self.rbuf, want)) {
                 Ok(0) => Err(ProtocolError::ResetWithoutClosingHandshake.into()),
-                Ok(_) => Ok(()),
+                Ok(n) => {
+                    self.bytes_read = self.bytes_read.wrapping_add(n as u64);
+                    Ok(())
+                }
                 Err(e) => Err(WsError::Io(e)),
             },
         )
+    }
+}
+
+/// A leg that tells how many bytes it has read from its connection, so liveness can be
+/// judged by bytes arriving rather than by whole messages (issue 14 item 2).
+pub trait ReadProgress {
+    /// Bytes read from the connection since the leg was made (wrapping at `u64::MAX`).
+    fn bytes_read(&self) -> u64;
+}
+
+impl<I> ReadProgress for Leg<I> {
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 }
 

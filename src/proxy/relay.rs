@@ -36,6 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::close::close_frame;
+use super::leg::ReadProgress;
 use crate::sessions::Counters;
 
 /// One half of a leg split between the two pumps of a session (both run in one task).
@@ -80,6 +81,12 @@ impl<L: Stream + Unpin> Stream for Half<L> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<L::Item>> {
         Half::locked(&self, |l| std::pin::Pin::new(l).poll_next(cx))
+    }
+}
+
+impl<L: ReadProgress> ReadProgress for Half<L> {
+    fn bytes_read(&self) -> u64 {
+        Half::locked(self, |l| l.bytes_read())
     }
 }
 
@@ -278,6 +285,8 @@ struct Heard {
     start: tokio::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
     unread: std::sync::atomic::AtomicBool,
+    /// The leg's [`ReadProgress::bytes_read`] at the last keepalive tick.
+    read_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Heard {
@@ -286,6 +295,16 @@ impl Heard {
             start,
             last_ms: std::sync::atomic::AtomicU64::new(0),
             unread: std::sync::atomic::AtomicBool::new(false),
+            read_seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes arrived on the leg since the last call (its read counter moved to `read`): it
+    /// counts as heard now, even if they are the middle of a frame that is not complete yet
+    /// (a peer sending a long message cannot answer a ping before it ends).
+    fn saw_bytes(&self, read: u64) {
+        if self.read_seen.swap(read, Ordering::Relaxed) != read {
+            self.touch();
         }
     }
 
@@ -469,7 +488,7 @@ impl<R, T> Pump<'_, R, T> {
 impl<R, T> Future for Pump<'_, R, T>
 where
     R: Stream<Item = Result<Message, WsError>> + Unpin,
-    T: Sink<Message, Error = WsError> + Unpin,
+    T: Sink<Message, Error = WsError> + ReadProgress + Unpin,
 {
     type Output = End;
 
@@ -586,6 +605,7 @@ where
                     }
                     if let (Some(tick), Some(k)) = (this.tick.as_mut(), this.cfg.keepalive) {
                         if tick.poll_tick(cx).is_ready() {
+                            this.dst.saw_bytes(this.tx.bytes_read());
                             // A leg the other pump does not read (its destination is
                             // backed up) is not judged: its answers wait unread.
                             if this.dst.judged() && this.dst.silent_for() > k.interval + k.timeout {
@@ -646,8 +666,17 @@ pub fn relay<'a, C, S>(
     shutdown: &'a CancellationToken,
 ) -> impl std::future::Future<Output = Outcome> + 'a
 where
-    C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
-    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'a,
+    C: Sink<Message, Error = WsError>
+        + ReadProgress
+        + Stream<Item = Result<Message, WsError>>
+        + Unpin
+        + 'a,
+    S: Sink<Message, Error = WsError>
+        + ReadProgress
+        + Stream<Item = Result<Message, WsError>>
+        + Unpin
+        + Send
+        + 'a,
 {
     relay_with_failover(client, service, counters, cfg, shutdown, NoFailover)
 }
@@ -903,8 +932,16 @@ pub fn relay_with_failover<'a, C, S, F>(
     mut f: F,
 ) -> impl std::future::Future<Output = Outcome> + 'a
 where
-    C: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
-    S: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + 'a,
+    C: Sink<Message, Error = WsError>
+        + ReadProgress
+        + Stream<Item = Result<Message, WsError>>
+        + Unpin
+        + 'a,
+    S: Sink<Message, Error = WsError>
+        + ReadProgress
+        + Stream<Item = Result<Message, WsError>>
+        + Unpin
+        + 'a,
     F: Reconnect<S> + 'a,
 {
     let (mut c_tx, mut c_rx) = split_leg(client);
@@ -1497,6 +1534,68 @@ mod tests {
         drop(client);
     }
 
+    /// Issue 14 item 2: a service sending one long message slowly cannot answer a ping before
+    /// the message ends; bytes arriving count as hearing it, so it is not declared gone.
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_counts_bytes_of_a_message_still_arriving() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let limits = crate::proxy::leg::Limits {
+            max_message_size: 1 << 20,
+            max_frame_size: 1 << 20,
+        };
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (c, d) = tokio::io::duplex(1 << 16);
+        let mut client = WebSocketStream::from_raw_socket(a, Role::Client, None).await;
+        let (c_leg, s_leg) = (
+            RelayLeg::new(b, Role::Server, limits),
+            RelayLeg::new(c, Role::Client, limits),
+        );
+        let token = CancellationToken::new();
+        let cfg = RelayConfig {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+            }),
+            ..short_cfg()
+        };
+        let relay =
+            tokio::spawn(
+                async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await },
+            );
+        // The service: one unmasked 60 KiB binary frame, 1 KiB a second (60 s, four times
+        // interval + timeout); what the relay sends it (pings) is read and dropped.
+        let (mut s_read, mut s_write) = tokio::io::split(d);
+        let drain = tokio::spawn(async move {
+            let mut sink = [0u8; 1024];
+            while s_read.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        });
+        let len: u16 = 60 * 1024;
+        let writer = tokio::spawn(async move {
+            let [hi, lo] = len.to_be_bytes();
+            s_write.write_all(&[0x82, 126, hi, lo]).await.unwrap();
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                s_write.write_all(&[7u8; 1024]).await.unwrap();
+            }
+            s_write
+        });
+        // The client answers pings (its tungstenite does) and gets the whole message.
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    assert_eq!(b.len(), usize::from(len));
+                    break;
+                }
+                Some(Ok(m)) if m.is_ping() => {}
+                other => panic!("expected the service's message, got {other:?}"),
+            }
+        }
+        assert!(!relay.is_finished());
+        let _s_write = writer.await.unwrap();
+        relay.abort();
+        drain.abort();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn keepalive_pings_both_legs_and_drops_a_client_that_never_answers() {
         let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
@@ -1936,6 +2035,12 @@ mod count_tests {
     /// A destination that is ready `readies` times and then never again.
     struct Stalls {
         readies: usize,
+    }
+
+    impl ReadProgress for Stalls {
+        fn bytes_read(&self) -> u64 {
+            0
+        }
     }
 
     impl Sink<Message> for Stalls {
