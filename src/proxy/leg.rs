@@ -21,8 +21,11 @@
 //!   boundary and written even if the relay sends nothing; while the output is backed up the
 //!   latest ping's payload is kept and answered once the output drains; only the latest ping is answered
 //!   while output is backed up (§5.5.3);
-//! - a received close is answered with the same code (1002 "Protocol violation" for a code
-//!   that may not be sent, §7.4) once, and the stream ends after it;
+//! - a received close ends the stream; it is answered with the same code (1002 "Protocol
+//!   violation" for a code that may not be sent, §7.4) by the next `close()` (`poll_close`),
+//!   not at once: until then the leg still sends data (§5.5.1: an endpoint may send data until
+//!   it sends its close), so the relay delivers what the other leg sent before its own close
+//!   answer (issue 14 item 5);
 //! - the end of the connection without a close frame is
 //!   `ProtocolError::ResetWithoutClosingHandshake`;
 //! - frames sent by the client role are masked with a fresh random key each (§5.3).
@@ -108,8 +111,10 @@ pub struct Leg<I> {
     /// Encoded frames not yet written, from `out_pos`; no allocation once written.
     out: Vec<u8>,
     out_pos: usize,
-    /// A pong or close answer was queued by the reading side and must be written out.
+    /// A pong was queued by the reading side and must be written out.
     ctrl_pending: bool,
+    /// A close was received and not answered yet: the answer `close()` sends (boxed: rare).
+    close_due: Option<Box<Option<CloseFrame>>>,
     /// The payload of the latest ping received while the output was backed up (at least
     /// `WRITE_HIGH_WATER` bytes queued): answered as soon as the output drains (RFC 6455
     /// §5.5.2: a ping MUST be answered; §5.5.3: answering only the latest is enough). Copied
@@ -137,6 +142,7 @@ impl<I> Leg<I> {
             out: Vec::new(),
             out_pos: 0,
             ctrl_pending: false,
+            close_due: None,
             pong_due: None,
             close_sent: false,
             read_done: false,
@@ -186,6 +192,8 @@ impl<I> Leg<I> {
     }
 
     fn encode_close(&mut self, frame: Option<&CloseFrame>) {
+        // A close the relay sends is also the answer to one received.
+        self.close_due = None;
         match frame {
             Some(f) => {
                 let code = u16::from(f.code).to_be_bytes();
@@ -386,8 +394,7 @@ impl<I> Leg<I> {
                 }
             }
         });
-        self.encode_close(frame.as_ref());
-        self.ctrl_pending = true;
+        self.close_due = Some(Box::new(frame.clone()));
         Ok(Message::Close(frame))
     }
 }
@@ -520,11 +527,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Leg<I> {
         self.poll_flush_all(cx)
     }
 
-    /// Sends a close frame without a code unless one was sent (or answered) already, and
-    /// flushes. The connection itself closes when the leg is dropped.
+    /// Answers a received close (its code, or 1002), or else sends a close frame without a
+    /// code, unless a close was sent already; then flushes. The connection itself closes when
+    /// the leg is dropped.
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         if !self.close_sent {
-            self.encode_close(None);
+            let answer = self.close_due.take().and_then(|f| *f);
+            self.encode_close(answer.as_ref());
         }
         self.poll_flush_all(cx)
     }
@@ -841,6 +850,9 @@ mod tests {
             };
             assert_eq!(u16::from(f.code), answer);
             assert!(leg.next().await.is_none());
+            // Until the answer, data still goes out (issue 14 item 5), before the answer.
+            leg.send(Message::text("last")).await.unwrap();
+            assert_eq!(read_exact(&mut raw, 6).await, b"\x81\x04last");
             leg.close().await.unwrap();
             let got = read_exact(&mut raw, 2).await;
             assert_eq!(got[0], 0x88);

@@ -419,6 +419,7 @@ fn pump<'a, R, T>(
     cfg: &'a RelayConfig,
     src: &'a Heard,
     dst: &'a Heard,
+    step: &'a mut Step,
 ) -> Pump<'a, R, T> {
     let tick = cfg.keepalive.map(|k| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + k.interval, k.interval);
@@ -435,7 +436,7 @@ fn pump<'a, R, T>(
         src,
         dst,
         tick,
-        step: Step::Read,
+        step,
         unflushed: false,
         timer: None,
     }
@@ -467,7 +468,9 @@ struct Pump<'a, R, T> {
     /// go to the destination.
     dst: &'a Heard,
     tick: Option<tokio::time::Interval>,
-    step: Step,
+    /// Kept by the relay, so a message read but not yet handed over outlives the pump: it is
+    /// delivered when the session ends or moves (issue 14 item 5).
+    step: &'a mut Step,
     unflushed: bool,
     /// The write deadline, armed (boxed) only while the destination makes the pump wait.
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
@@ -499,7 +502,7 @@ where
         use std::task::Poll;
         let this = &mut *self;
         loop {
-            match std::mem::replace(&mut this.step, Step::Read) {
+            match std::mem::replace(this.step, Step::Read) {
                 Step::Read => {
                     // Read only what the destination can take: while it holds a backlog the
                     // next message stays in the source's socket, so a stalled session holds at
@@ -538,7 +541,7 @@ where
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(End::DestGone(e.to_string())),
                     Poll::Pending => {
-                        this.step = Step::Write(msg);
+                        *this.step = Step::Write(msg);
                         this.src.set_unread(true);
                         if this.wait_for_destination(cx) {
                             return Poll::Ready(End::DestStuck);
@@ -555,7 +558,7 @@ where
                             .is_pending()
                         && !this.wait_for_destination(cx)
                     {
-                        this.step = Step::Close(frame);
+                        *this.step = Step::Close(frame);
                         return Poll::Pending;
                     }
                     this.unflushed = false;
@@ -577,11 +580,11 @@ where
                     match msg {
                         Message::Text(_) | Message::Binary(_) => {
                             this.activity.touch();
-                            this.step = Step::Write(msg);
+                            *this.step = Step::Write(msg);
                         }
-                        Message::Ping(_) => this.step = Step::Write(msg),
+                        Message::Ping(_) => *this.step = Step::Write(msg),
                         Message::Pong(_) | Message::Frame(_) => {}
-                        Message::Close(frame) => this.step = Step::Close(frame),
+                        Message::Close(frame) => *this.step = Step::Close(frame),
                     }
                 }
                 Poll::Pending => {
@@ -614,7 +617,7 @@ where
                                     k.interval + k.timeout
                                 )));
                             }
-                            this.step = Step::Write(Message::Ping(Default::default()));
+                            *this.step = Step::Write(Message::Ping(Default::default()));
                             continue;
                         }
                     }
@@ -732,6 +735,7 @@ async fn fail_over<CT, CR, S, F>(
     c_tx: &mut CT,
     c_rx: &mut CR,
     old: (Half<S>, Half<S>),
+    first_held: Option<Message>,
     answer_old: bool,
     cause: &str,
     f: &mut F,
@@ -751,6 +755,16 @@ where
     // Payload bytes (reported) and what the buffer holds (checked against the budget).
     let mut buffered = 0usize;
     let mut held_bytes = 0usize;
+    if let Some(m) = first_held {
+        // Read before the old leg ended, not handed to it: counted here, as the others below.
+        counters.messages_in.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_in
+            .fetch_add(m.len() as u64, Ordering::Relaxed);
+        buffered += m.len();
+        held_bytes += m.len() + HELD_MESSAGE_OVERHEAD;
+        buffer.push_back(held(m));
+    }
     let stop = {
         // The old leg's close answer is flushed while the new leg connects; it is abandoned
         // (the connection dropped) if the new leg is ready first.
@@ -955,6 +969,9 @@ where
         let (client_heard, service_heard) =
             (Heard::new(activity.start), Heard::new(activity.start));
         let mut pending: Option<(Side, End)> = None;
+        // Where each pump resumes: a message read but not handed over yet survives the pump,
+        // to be delivered when the session moves or closes (issue 14 item 5).
+        let (mut c_step, mut s_step) = (Step::Read, Step::Read);
         loop {
             let first = match pending.take() {
                 Some(e) => Ok(e),
@@ -971,6 +988,7 @@ where
                             cfg,
                             &client_heard,
                             &service_heard,
+                            &mut c_step,
                         ) => Ok((Side::Client, e)),
                         e = pump(
                             &mut s_rx,
@@ -981,6 +999,7 @@ where
                             cfg,
                             &service_heard,
                             &client_heard,
+                            &mut s_step,
                         ) => Ok((Side::Service, e)),
                         () = shutdown.cancelled() => Err((CloseCode::Away, "gateway shutting down")),
                         () = activity.idle(cfg.idle_timeout) => Err((CloseCode::Normal, "idle timeout")),
@@ -989,14 +1008,24 @@ where
             };
 
             if let Ok((side, end)) = &first {
-                if let Some(cause) = failover_cause(*side, end).filter(|_| f.may_switch()) {
+                // A client that closed while its pump still flushed ends the session.
+                let client_left = matches!(c_step, Step::Close(_));
+                if let Some(cause) =
+                    failover_cause(*side, end).filter(|_| f.may_switch() && !client_left)
+                {
                     let answer_old = matches!(end, End::Close(_));
+                    // A client message read for the old instance goes first to the new one.
+                    let first_held = match std::mem::replace(&mut c_step, Step::Read) {
+                        Step::Write(m @ (Message::Text(_) | Message::Binary(_))) => Some(m),
+                        _ => None,
+                    };
                     // Boxed, as the other rare phases below: a future is as large as its largest
                     // state, and every session carries its relay future (issue 7).
                     match Box::pin(fail_over(
                         &mut c_tx,
                         &mut c_rx,
                         (s_tx, s_rx),
+                        first_held,
                         answer_old,
                         &cause,
                         &mut f,
@@ -1045,9 +1074,17 @@ where
                 }
             };
 
+            // The other pump's held message goes on (towards the leg that closed) before its
+            // close answer.
             return match side {
-                Side::Client => Box::pin(finish(side, end, c_tx, c_rx, s_tx, s_rx, limit)).await,
-                Side::Service => Box::pin(finish(side, end, s_tx, s_rx, c_tx, c_rx, limit)).await,
+                Side::Client => {
+                    let to_src = (&counters.messages_out, &counters.bytes_out, s_step);
+                    Box::pin(finish(side, end, (c_tx, c_rx), (s_tx, s_rx), to_src, limit)).await
+                }
+                Side::Service => {
+                    let to_src = (&counters.messages_in, &counters.bytes_in, c_step);
+                    Box::pin(finish(side, end, (s_tx, s_rx), (c_tx, c_rx), to_src, limit)).await
+                }
             };
         }
     }
@@ -1064,16 +1101,25 @@ where
     await_close(&mut rx, limit).await;
 }
 
-/// Ends the session after `side` (the source, `src_*`) ended it with `end`; `dst_*` is the
-/// other leg. Each leg is dropped (its connection closed) as soon as its own close handshake
-/// is over, so a leg that answered promptly is not held open while the other one is slow.
+/// Ends the session after `side` (the source, `src`) ended it with `end`; `dst` is the
+/// other leg. `to_src` is the counters of the direction towards the source and the step the
+/// pump of that direction stopped at.
+///
+/// When the source sent a close, its answer waits (up to `limit`) until the destination has
+/// answered the forwarded close: what the destination sends before its answer (and a
+/// message its pump held) still reaches the source, as through a tunnel (RFC 6455 §5.5.1,
+/// issue 14 item 5). Each leg is dropped (its connection closed) as soon as its own close
+/// handshake is over.
 async fn finish<ST, SR, DT, DR>(
     side: Side,
     end: End,
-    mut src_tx: ST,
-    src_rx: SR,
-    dst_tx: DT,
-    dst_rx: DR,
+    (mut src_tx, src_rx): (ST, SR),
+    (dst_tx, dst_rx): (DT, DR),
+    to_src: (
+        &std::sync::atomic::AtomicU64,
+        &std::sync::atomic::AtomicU64,
+        Step,
+    ),
     limit: Duration,
 ) -> Outcome
 where
@@ -1088,19 +1134,49 @@ where
     };
     match end {
         End::Close(frame) => {
-            // Forward the close; the source leg already queued its answer (1002
-            // instead of a code that may not be sent, see the module doc). Flush that answer
-            // and drop the source while the destination answers.
+            // Forward the close (1002 instead of a code that may not be sent, see the leg's
+            // doc); until the destination answers, its data goes on to the source, then the
+            // source gets its answer.
             let code = frame.as_ref().map(|f| u16::from(f.code));
             let reason = frame
                 .as_ref()
                 .map(|f| f.reason.to_string())
                 .unwrap_or_default();
-            tokio::join!(close_leg(dst_tx, dst_rx, frame, limit), async move {
+            let (messages, bytes, held) = to_src;
+            let mut dst_tx = dst_tx;
+            let mut dst_rx = dst_rx;
+            let forward = async move {
+                send_close(&mut dst_tx, frame, limit).await;
+                dst_tx
+            };
+            let rest = async move {
+                let _ = tokio::time::timeout(limit, async {
+                    if let Step::Write(m @ (Message::Text(_) | Message::Binary(_))) = held {
+                        if !deliver_counted(&mut src_tx, m, messages, bytes).await {
+                            return;
+                        }
+                    }
+                    // Until the destination's close answer (or its end); its pings are
+                    // answered by its leg, pongs are per hop.
+                    while let Some(Ok(m)) = dst_rx.next().await {
+                        if m.is_close() {
+                            return;
+                        }
+                        if (m.is_text() || m.is_binary())
+                            && !deliver_counted(&mut src_tx, m, messages, bytes).await
+                        {
+                            return;
+                        }
+                    }
+                })
+                .await;
                 send_close_answer(&mut src_tx, limit).await;
                 drop(src_tx);
                 drop(src_rx);
-            });
+                dst_rx
+            };
+            let (dst_tx, dst_rx) = tokio::join!(forward, rest);
+            drop((dst_tx, dst_rx));
             Outcome {
                 closed_by: Some(side),
                 code,
@@ -1157,6 +1233,26 @@ where
             leg_lost(other, src_tx, src_rx, cause, limit).await
         }
     }
+}
+
+/// Sends one data message to `tx` and flushes it, counting it in `messages` and `bytes` once
+/// handed over; `false` when the leg failed.
+async fn deliver_counted<T>(
+    tx: &mut T,
+    m: Message,
+    messages: &std::sync::atomic::AtomicU64,
+    bytes: &std::sync::atomic::AtomicU64,
+) -> bool
+where
+    T: Sink<Message, Error = WsError> + Unpin,
+{
+    let len = m.len() as u64;
+    if tx.feed(m).await.is_err() {
+        return false;
+    }
+    messages.fetch_add(1, Ordering::Relaxed);
+    bytes.fetch_add(len, Ordering::Relaxed);
+    tx.flush().await.is_ok()
 }
 
 /// `lost` went away without a close frame: the remaining leg gets 1011 "service connection
@@ -1348,14 +1444,29 @@ mod tests {
         assert_eq!(relay.await.unwrap().code, Some(1001));
     }
 
+    /// Issue 14 item 5: when the client closes first, what the service sent before its close
+    /// answer reaches the client (the message the relay held for the backed-up client first),
+    /// then the client's answer, as through a tunnel; each one is counted.
     #[tokio::test(start_paused = true)]
-    async fn a_leg_is_released_as_soon_as_its_own_close_handshake_is_over() {
-        let (mut client, c_leg, s_leg, mut service) = legs(1024).await;
+    async fn a_client_close_still_gets_what_the_service_sent_before_its_answer() {
+        let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
         let token = CancellationToken::new();
-        let relay =
-            tokio::spawn(
-                async move { relay(c_leg, s_leg, &Counters::default(), &cfg(), &token).await },
-            );
+        let counters = std::sync::Arc::new(Counters::default());
+        let c2 = std::sync::Arc::clone(&counters);
+        let relay = tokio::spawn(async move { relay(c_leg, s_leg, &c2, &cfg(), &token).await });
+        const N: usize = 20;
+        // The service sends N messages (the client reads none meanwhile, so the relay stops
+        // reading the service and holds one), then answers the close.
+        let service_side = tokio::spawn(async move {
+            for i in 0..N {
+                service
+                    .send(Message::binary(vec![i as u8; 32 * 1024]))
+                    .await
+                    .unwrap();
+            }
+            next_close(&mut service).await.map(|f| u16::from(f.code))
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
         client
             .send(Message::Close(Some(close_frame(
                 CloseCode::from(4000),
@@ -1363,18 +1474,18 @@ mod tests {
             ))))
             .await
             .unwrap();
-        // The client gets its answer and then the end of the connection, while the relay
-        // still waits for the service's answer (the service does not read yet).
+        for i in 0..N {
+            match client.next().await {
+                Some(Ok(Message::Binary(b))) => assert_eq!((b.len(), b[0]), (32 * 1024, i as u8)),
+                other => panic!("message {i}: {other:?}"),
+            }
+        }
         assert_eq!(u16::from(next_close(&mut client).await.unwrap().code), 4000);
         assert!(matches!(client.next().await, None | Some(Err(_))));
-        assert!(!relay.is_finished());
-        // The service answers late: the session ends with the client's code.
-        assert_eq!(
-            u16::from(next_close(&mut service).await.unwrap().code),
-            4000
-        );
+        assert_eq!(service_side.await.unwrap(), Some(4000));
         let o = relay.await.unwrap();
         assert_eq!((o.closed_by, o.code), (Some(Side::Client), Some(4000)));
+        assert_eq!(counters.messages_out.load(Ordering::Relaxed), N as u64);
     }
 
     #[tokio::test(start_paused = true)]
@@ -2082,6 +2193,7 @@ mod count_tests {
         let mut rx = futures_util::stream::iter(vec![Ok(Message::text(text))])
             .chain(futures_util::stream::pending());
         let mut tx = Stalls { readies };
+        let mut step = Step::Read;
         let p = pump(
             &mut rx,
             &mut tx,
@@ -2091,6 +2203,7 @@ mod count_tests {
             &cfg,
             &h,
             &h,
+            &mut step,
         );
         assert!(futures_util::FutureExt::now_or_never(p).is_none());
         (
@@ -2126,6 +2239,7 @@ mod size_tests {
         let (mut c_tx, mut c_rx) = split_leg(L::new(a, Role::Server, Default::default()));
         let activity = Activity::new();
         let h = Heard::new(activity.start);
+        let mut step = Step::Read;
         let p = pump(
             &mut c_rx,
             &mut c_tx,
@@ -2135,6 +2249,7 @@ mod size_tests {
             &cfg,
             &h,
             &h,
+            &mut step,
         );
         assert!(
             std::mem::size_of_val(&p) <= 256,
