@@ -716,3 +716,110 @@ async fn refusals_below_the_upgrade_are_logged_without_flooding() {
     let refused = p.count_lines("connection refused before the upgrade");
     assert_eq!(refused, 1, "{:#?}", p.lines.lock().unwrap());
 }
+
+/// The process's resident high-water mark (`VmHWM`), in KiB.
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A Eureka stand-in that answers each request with `size` bytes of JSON whitespace, chunked
+/// (no `Content-Length`), gzip-compressed when `gzip` (as 1 MiB gzip members, which is still
+/// one gzip stream, RFC 1952 §2.2); the first answer waits for `go`.
+/// Returns its URL and a receiver told when the first request arrived.
+async fn oversized_eureka(
+    size: usize,
+    gzip: bool,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> (String, tokio::sync::oneshot::Receiver<()>) {
+    use std::io::Write as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let mut body = vec![b' '; size];
+    body[0] = b'{';
+    if gzip {
+        let member = |data: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(data).unwrap();
+            gz.finish().unwrap()
+        };
+        let (first, rest) = (member(&body[..1 << 20]), member(&body[1 << 20..2 << 20]));
+        body = first;
+        for _ in 1..size >> 20 {
+            body.extend_from_slice(&rest);
+        }
+    }
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        let (mut arrived_tx, mut go) = (Some(arrived_tx), Some(go));
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if let (Some(a), Some(g)) = (arrived_tx.take(), go.take()) {
+                let _ = a.send(());
+                let _ = g.await;
+            }
+            let body = Arc::clone(&body);
+            tokio::spawn(async move {
+                let enc = if gzip {
+                    "Content-Encoding: gzip\r\n"
+                } else {
+                    ""
+                };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{enc}Transfer-Encoding: chunked\r\n\r\n");
+                let _ = tcp.write_all(head.as_bytes()).await;
+                for chunk in body.chunks(64 * 1024) {
+                    let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+                    c.extend_from_slice(chunk);
+                    c.extend_from_slice(b"\r\n");
+                    if tcp.write_all(&c).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tcp.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    (url, arrived)
+}
+
+/// Issue 14 item 10: an answer over `registry.max_payload_size` (96 MiB against the default
+/// 64 MiB), plain or gzip, without a length to refuse it by, raises the agent's resident
+/// high-water mark by at most 1.25 × the limit while it is read and refused (2.9 × before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_registry_answer_costs_at_most_a_quarter_over_the_limit() {
+    const LIMIT_MIB: u64 = 64;
+    for gzip in [false, true] {
+        let (go_tx, go) = tokio::sync::oneshot::channel();
+        let (url, arrived) = oversized_eureka(96 << 20, gzip, go).await;
+        let p = Proc::start_in(
+            tempfile::tempdir().unwrap(),
+            &format!(
+                "[registry]\neureka_urls = [{url:?}]\nfull_fetch_only = true\nrefresh_interval = \"1s\"\n"
+            ),
+            &[],
+        );
+        arrived.await.unwrap();
+        let before = vm_hwm_kib(p.child.id());
+        go_tx.send(()).unwrap();
+        p.wait_line("over the limit").await;
+        let grown = vm_hwm_kib(p.child.id()) - before;
+        eprintln!("oversized registry answer (gzip {gzip}): high-water mark +{grown} KiB");
+        assert!(
+            grown <= LIMIT_MIB * 1024 * 5 / 4,
+            "gzip {gzip}: high-water mark grew by {grown} KiB for a {LIMIT_MIB} MiB limit"
+        );
+    }
+}

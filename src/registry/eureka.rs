@@ -35,6 +35,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use http::{header, Method};
 
+use super::body::{BodyError, Collector};
 use super::{decode, ActionType, Application, Publisher, Snapshot};
 use crate::config::{EurekaOptions, RegistryConfig, WireFormat};
 use crate::metrics::{OutcomeLabel, ServerLabel};
@@ -331,7 +332,6 @@ impl Transport {
             .use_preconfigured_tls(tls)
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.connect_timeout + cfg.read_timeout)
-            .gzip(true)
             .user_agent(concat!("wsrelay/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let servers: Vec<Server> = servers
@@ -383,7 +383,8 @@ impl Transport {
         let mut req = self
             .http
             .request(call.method.clone(), format!("{}{}", server.url, call.path))
-            .header(header::ACCEPT, call.accept);
+            .header(header::ACCEPT, call.accept)
+            .header(header::ACCEPT_ENCODING, "gzip");
         if let Some((u, p)) = &server.auth {
             req = req.basic_auth(u, Some(p));
         }
@@ -408,16 +409,38 @@ impl Transport {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > self.max_payload {
-                return Err(FetchError::TooLarge {
+        let body_error = |e: BodyError| match e {
+            BodyError::TooLarge => FetchError::TooLarge {
+                server: server.shown.clone(),
+                max: self.max_payload,
+            },
+            BodyError::Gzip(message) => FetchError::Transport {
+                server: server.shown.clone(),
+                message,
+                timed_out: false,
+            },
+        };
+        let gzip = match resp.headers().get(header::CONTENT_ENCODING) {
+            None => false,
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"identity") => false,
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"gzip") => true,
+            Some(v) => {
+                return Err(FetchError::Transport {
                     server: server.shown.clone(),
-                    max: self.max_payload,
-                });
+                    message: format!(
+                        "unsupported Content-Encoding {:?} (gzip was asked for)",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ),
+                    timed_out: false,
+                })
             }
-            body.extend_from_slice(&chunk);
+        };
+        let mut body =
+            Collector::new(self.max_payload, gzip, resp.content_length()).map_err(body_error)?;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            body.push(&chunk).map_err(body_error)?;
         }
+        let body = body.finish().map_err(body_error)?;
         Ok(Answer { status, body })
     }
 

@@ -51,6 +51,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     }
 }
 
+mod body;
 pub mod cache;
 pub mod eureka;
 pub mod file;
