@@ -22,8 +22,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::proxy::close::json_error;
-use crate::proxy::Shared;
+use crate::close::json_error;
+use crate::state::Shared;
 
 /// Certificates closer than this to `notAfter` make the `tls` component report a warning.
 pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);

@@ -379,14 +379,40 @@ pub struct Config {
     pub failover: FailoverConfig,
 }
 
+/// What happens to an open session when its upstream leg ends abnormally (issue 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Close the client leg with a close code that says what happened (the default, as the
+    /// reference gateway does).
+    #[default]
+    Close,
+    /// Keep the client leg open and reconnect to another live instance of the service.
+    Reconnect,
+}
+
+impl FailoverMode {
+    /// Parses a metadata value: `reconnect` / `close` (trimmed, case-insensitive).
+    pub fn parse(s: &str) -> Option<FailoverMode> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("reconnect") {
+            Some(FailoverMode::Reconnect)
+        } else if s.eq_ignore_ascii_case("close") {
+            Some(FailoverMode::Close)
+        } else {
+            None
+        }
+    }
+}
+
 /// `[failover]`: what happens to an open session when its upstream leg ends abnormally
 /// (reset or EOF without a close frame, TLS error, keepalive timeout, or a close with 1001
 /// Going Away / 1012 Service Restart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailoverConfig {
     /// The default for routes whose metadata has no `apiml.routes.<name>.failover`
-    /// (`failover.mode`, default [`FailoverMode::Close`](crate::routing::FailoverMode::Close)).
-    pub mode: crate::routing::FailoverMode,
+    /// (`failover.mode`, default [`FailoverMode::Close`](FailoverMode::Close)).
+    pub mode: FailoverMode,
     /// Client message bytes held while reconnecting (`failover.buffer`, default 1 MiB); more
     /// ends the session with 1011.
     pub buffer_bytes: usize,
@@ -399,7 +425,7 @@ pub struct FailoverConfig {
 impl Default for FailoverConfig {
     fn default() -> Self {
         FailoverConfig {
-            mode: crate::routing::FailoverMode::Close,
+            mode: FailoverMode::Close,
             buffer_bytes: 1 << 20,
             deadline: Duration::from_secs(10),
             max_attempts: 3,
@@ -1209,8 +1235,8 @@ impl RawConfig {
         let failover = {
             let f = &self.failover;
             let mode = match f.mode.as_deref() {
-                None => crate::routing::FailoverMode::Close,
-                Some(m) => crate::routing::FailoverMode::parse(m).ok_or_else(|| {
+                None => FailoverMode::Close,
+                Some(m) => FailoverMode::parse(m).ok_or_else(|| {
                     invalid(
                         "failover.mode",
                         format!("{m:?} is not \"close\" or \"reconnect\""),
@@ -1643,7 +1669,7 @@ mod tests {
         let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
         let c = Config::from_toml(base, None).unwrap();
         assert_eq!(c.failover, FailoverConfig::default());
-        assert_eq!(c.failover.mode, crate::routing::FailoverMode::Close);
+        assert_eq!(c.failover.mode, FailoverMode::Close);
         let c = Config::from_toml(
             &format!("{base}[failover]\nmode = \"Reconnect\"\nbuffer = \"64KiB\"\ndeadline = \"2s\"\nmax_attempts = 1\n"),
             None,
@@ -1652,7 +1678,7 @@ mod tests {
         assert_eq!(
             c.failover,
             FailoverConfig {
-                mode: crate::routing::FailoverMode::Reconnect,
+                mode: FailoverMode::Reconnect,
                 buffer_bytes: 64 << 10,
                 deadline: Duration::from_secs(2),
                 max_attempts: 1,

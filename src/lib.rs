@@ -5,23 +5,30 @@
 //! session to a live service instance. This crate is the library the `wsrelay` binary wires
 //! up; tests drive the real agent in-process through [`start`].
 //!
-//! Module map (data flows top to bottom): [`config`] → [`registry`] (model, decoders, sources)
-//! → [`routing`] → [`proxy`] (listener, handshake, relay, close) with [`tls`], [`sessions`]
-//! and [`admin`] beside it.
+//! Module map (data flows top to bottom): [`config`] → [`registry`] (model, decoders, sources;
+//! each snapshot goes to a sink wired here) → [`routing`] → [`server`] (listener, TLS stream,
+//! request router) → [`session`] (open, failover policy, table) → [`relay`] (pumps, close
+//! sequencing, failover delivery) → [`ws`] (RFC 6455 framing). [`state`] is the agent state
+//! they share, [`close`] the one table of endings, [`admin`] the `/application` endpoints,
+//! [`tls`] certificates.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
+pub mod close;
 pub mod config;
 pub mod demo;
 pub mod metrics;
-pub mod proxy;
 pub mod registry;
+pub mod relay;
 pub mod routing;
-pub mod sessions;
+pub mod server;
+pub mod session;
+pub mod state;
 pub mod systemd;
 pub mod tls;
 pub mod watch;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,12 +41,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use config::{Config, RegistrySource};
-use proxy::handshake::UpstreamSettings;
-use proxy::relay::RelayConfig;
-use proxy::Shared;
 use registry::{eureka::EurekaClient, Publisher, RegistryStatus};
+use relay::RelayConfig;
 use routing::RouteTable;
-use sessions::SessionTable;
+use session::handshake::UpstreamSettings;
+use session::table::SessionTable;
+use state::Shared;
 
 /// A running agent: its bound address and handles to its state.
 pub struct Agent {
@@ -229,7 +236,7 @@ fn spawn_upstream_tls_watch(
                 let config = current.load_full();
                 match upstream_tls(&config) {
                     Ok(tls) => {
-                        let mut next = proxy::Settings::clone(&shared.settings.load());
+                        let mut next = state::Settings::clone(&shared.settings.load());
                         next.upstream.tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
                         shared.settings.store(Arc::new(next));
                         tracing::info!("upstream TLS material reloaded");
@@ -245,12 +252,12 @@ fn spawn_upstream_tls_watch(
 }
 
 /// The reloadable settings for `config`, with `client_tls` for `wss` services.
-fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Settings {
-    let limits = proxy::leg::Limits {
+fn settings(config: &Config, client_tls: rustls::ClientConfig) -> state::Settings {
+    let limits = ws::leg::Limits {
         max_message_size: config.limits.max_message_size,
         max_frame_size: config.limits.max_frame_size,
     };
-    proxy::Settings {
+    state::Settings {
         upstream: UpstreamSettings {
             connect_timeout: config.upstream.connect_timeout,
             handshake_timeout: config.upstream.handshake_timeout,
@@ -265,7 +272,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> proxy::Setting
             write_timeout: config.limits.write_timeout,
             keepalive: config
                 .keepalive
-                .map(|(interval, timeout)| proxy::relay::Keepalive { interval, timeout }),
+                .map(|(interval, timeout)| relay::Keepalive { interval, timeout }),
             failover_buffer_bytes: config.failover.buffer_bytes,
             failover_deadline: config.failover.deadline,
         },
@@ -290,11 +297,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let routes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let status = Arc::new(RegistryStatus::default());
     let metrics = Arc::new(metrics::Metrics::new());
+    // The one place sources meet the routing table: each snapshot goes to the table sink.
     let publisher = Publisher {
-        routes: Arc::clone(&routes),
+        sink: Arc::new(routing::TableSink {
+            routes: Arc::clone(&routes),
+            insecure_upstream: config.upstream.insecure_skip_verify,
+        }),
         status: Arc::clone(&status),
         metrics: metrics.registry.clone(),
-        insecure_upstream: config.upstream.insecure_skip_verify,
     };
     let tracker = TaskTracker::new();
 
@@ -390,7 +400,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .map_or(Duration::from_secs(60), |t| t.reload_interval),
         shared.shutdown.clone(),
     );
-    tracker.spawn(proxy::listener::serve(
+    tracker.spawn(server::listener::serve(
         listener,
         server_tls,
         Arc::clone(&shared),

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::config::FailoverMode;
 use crate::registry::{Snapshot, Status};
 
 /// URL scheme of an upstream instance.
@@ -86,29 +87,46 @@ pub struct Route {
     pub failover: Option<FailoverMode>,
 }
 
-/// What happens to an open session when its upstream leg ends abnormally (issue 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailoverMode {
-    /// Close the client leg with a close code that says what happened (the default, as the
-    /// reference gateway does).
-    #[default]
-    Close,
-    /// Keep the client leg open and reconnect to another live instance of the service.
-    Reconnect,
+/// The routing table's side of the registry: builds a [`RouteTable`] from each snapshot off to
+/// the side, compares it with the current one, and stores it with one `ArcSwap::store` only
+/// when something changed (wired to the sources in `lib.rs`).
+pub struct TableSink {
+    /// The table read by handshakes.
+    pub routes: Arc<arc_swap::ArcSwap<RouteTable>>,
+    /// `upstream.insecure_skip_verify`: each new table with `wss` instances is logged as a
+    /// warning.
+    pub insecure_upstream: bool,
 }
 
-impl FailoverMode {
-    /// Parses a metadata value: `reconnect` / `close` (trimmed, case-insensitive).
-    pub fn parse(s: &str) -> Option<FailoverMode> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("reconnect") {
-            Some(FailoverMode::Reconnect)
-        } else if s.eq_ignore_ascii_case("close") {
-            Some(FailoverMode::Close)
-        } else {
-            None
+impl crate::registry::SnapshotSink for TableSink {
+    fn take(&self, snapshot: &Snapshot, source: &str) -> bool {
+        let table = RouteTable::build(snapshot);
+        if **self.routes.load() == table {
+            return false;
         }
+        let services = table.len();
+        if self.insecure_upstream {
+            let wss = table
+                .services()
+                .iter()
+                .flat_map(|s| s.instances.iter())
+                .filter(|e| e.scheme == Scheme::Wss)
+                .count();
+            if wss > 0 {
+                tracing::warn!(wss_instances = wss, "routing to wss instances whose certificates are NOT verified (upstream.insecure_skip_verify)");
+            }
+        }
+        let up: usize = table.services().iter().map(|s| s.up_count()).sum();
+        self.routes.store(Arc::new(table));
+        tracing::info!(
+            source,
+            applications = snapshot.applications.len(),
+            instances = snapshot.instance_count(),
+            ws_services = services,
+            ws_instances_up = up,
+            "routing table updated"
+        );
+        true
     }
 }
 
@@ -161,7 +179,7 @@ impl Service {
     }
 }
 
-/// Why a request path did not resolve to a route. Maps to an HTTP status in `proxy::close`.
+/// Why a request path did not resolve to a route. Maps to an HTTP status in `close`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
     /// The path tries to climb out of the service URL (`..`, `%2e%2e`), has an encoded `/` or

@@ -40,12 +40,31 @@ fn client(cfg: &Config) -> EurekaClient {
     .unwrap()
 }
 
-fn publisher() -> Publisher {
-    Publisher {
-        routes: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
-        status: Arc::new(RegistryStatus::default()),
-        metrics: RegistryMetrics::default(),
-        insecure_upstream: false,
+/// A publisher wired to a routing table, as `lib.rs` wires them.
+struct Wired {
+    publisher: Publisher,
+    routes: Arc<ArcSwap<RouteTable>>,
+}
+
+impl std::ops::Deref for Wired {
+    type Target = Publisher;
+    fn deref(&self) -> &Publisher {
+        &self.publisher
+    }
+}
+
+fn publisher() -> Wired {
+    let routes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+    Wired {
+        publisher: Publisher {
+            sink: Arc::new(wsrelay::routing::TableSink {
+                routes: Arc::clone(&routes),
+                insecure_upstream: false,
+            }),
+            status: Arc::new(RegistryStatus::default()),
+            metrics: RegistryMetrics::default(),
+        },
+        routes,
     }
 }
 

@@ -420,7 +420,7 @@ proptest! {
             }
         }
         let req = b.body(()).unwrap();
-        if let Ok(u) = wsrelay::proxy::handshake::validate_upgrade(&req) {
+        if let Ok(u) = wsrelay::session::handshake::validate_upgrade(&req) {
             let h = req.headers();
             prop_assert_eq!(req.method(), http::Method::GET);
             prop_assert_eq!(req.version(), http::Version::HTTP_11);
@@ -429,19 +429,19 @@ proptest! {
             prop_assert_eq!(h.get("sec-websocket-version").unwrap(), "13");
             prop_assert!(u.protocols.iter().all(|p| !p.is_empty() && p.trim() == p));
             // The 101 answer for an accepted key is always well-formed.
-            let r: http::Response<()> = wsrelay::proxy::handshake::switching_protocols(&u.key, None);
+            let r: http::Response<()> = wsrelay::session::handshake::switching_protocols(&u.key, None);
             prop_assert_eq!(r.headers()["sec-websocket-accept"].len(), 28);
         }
     }
 
     #[test]
     fn close_reasons_fit_a_control_frame(reason in "\\PC{0,200}") {
-        let cut = wsrelay::proxy::close::truncate_reason(&reason);
+        let cut = wsrelay::close::truncate_reason(&reason);
         prop_assert!(cut.len() <= 123);
         prop_assert!(reason.starts_with(cut));
         // Only what does not fit is cut: at most 3 bytes short of the limit (one char).
         prop_assert!(cut.len() == reason.len() || cut.len() >= 120);
-        let f = wsrelay::proxy::close::close_frame(
+        let f = wsrelay::close::close_frame(
             tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
             &reason,
         );

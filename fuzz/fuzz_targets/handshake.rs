@@ -25,11 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = b.body(()) else {
         return;
     };
-    if let Ok(u) = wsrelay::proxy::handshake::validate_upgrade(&request) {
+    if let Ok(u) = wsrelay::session::handshake::validate_upgrade(&request) {
         assert_eq!(u.key.len(), 24);
         assert_eq!(request.headers().get_all("host").iter().count(), 1);
         assert_eq!(request.headers()["sec-websocket-version"], "13");
-        let _: http::Response<()> = wsrelay::proxy::handshake::switching_protocols(&u.key, None);
+        let _: http::Response<()> = wsrelay::session::handshake::switching_protocols(&u.key, None);
     }
     let _ = wsrelay::routing::RouteTable::default()
         .resolve(request.uri().path(), request.uri().query());

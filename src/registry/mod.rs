@@ -60,10 +60,6 @@ pub mod register;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
-
-use crate::routing::RouteTable;
-
 /// What the registry source last did, for health and diagnostics.
 #[derive(Debug, Default)]
 pub struct RegistryStatus {
@@ -151,41 +147,44 @@ impl RegistryStatus {
     }
 }
 
-/// Publishes routing tables built from registry snapshots: builds off to the side, compares
-/// with the current table, and stores with one `ArcSwap::store` only when something changed.
+/// Where a registry source hands each registry it loaded. `lib.rs` wires it to the routing
+/// table ([`crate::routing::TableSink`]); sources do not know what is built from a snapshot.
+pub trait SnapshotSink: Send + Sync {
+    /// Takes the registry `snapshot`, read from `source` (a server URL or a file path);
+    /// returns true when what is served from it changed.
+    fn take(&self, snapshot: &Snapshot, source: &str) -> bool;
+}
+
+/// What every registry source reports to: its health and metrics, and the sink that gets each
+/// snapshot it loaded.
 #[derive(Clone)]
 pub struct Publisher {
-    /// The table read by handshakes.
-    pub routes: Arc<ArcSwap<RouteTable>>,
+    /// Gets every snapshot a source loaded.
+    pub sink: Arc<dyn SnapshotSink>,
     /// Health of the source.
     pub status: Arc<RegistryStatus>,
     /// Registry metrics (last success, fetch outcomes, instances by status).
     pub metrics: crate::metrics::RegistryMetrics,
-    /// `upstream.insecure_skip_verify`: each new table with `wss` instances is logged as a
-    /// warning.
-    pub insecure_upstream: bool,
 }
 
 impl Publisher {
-    /// Builds the table for `snapshot` (fetched from `source`) and stores it if it differs
-    /// from the current one. Returns true when the table changed.
+    /// Records a successful load of `snapshot` from `source` and hands it to the sink.
+    /// Returns true when what is served changed.
     pub fn publish(&self, snapshot: &Snapshot, source: &str) -> bool {
-        let table = RouteTable::build(snapshot);
         let recovered = self.status.snapshot().last_error.is_some();
         self.status.success(source);
         self.record_success(snapshot, SystemTime::now());
         if recovered {
             tracing::info!(source, "registry reachable again");
         }
-        self.store(table, snapshot, source)
+        self.sink.take(snapshot, source)
     }
 
     /// Publishes a registry loaded from the last-known-good cache `source`, written at
     /// `saved_at`: the registry status says `from_cache` and its last success is `saved_at`.
-    /// Logged as a warning (the agent routes while discovery is down). Returns true when the
-    /// table changed.
+    /// Logged as a warning (the agent routes while discovery is down). Returns true when what
+    /// is served changed.
     pub fn publish_cached(&self, snapshot: &Snapshot, source: &str, saved_at: SystemTime) -> bool {
-        let table = RouteTable::build(snapshot);
         self.status.cached(source, saved_at);
         self.record_success(snapshot, saved_at);
         let age = SystemTime::now()
@@ -200,36 +199,7 @@ impl Publisher {
             instances = snapshot.instance_count(),
             "no Eureka server answered; serving the last-known-good registry from the cache"
         );
-        self.store(table, snapshot, source)
-    }
-
-    fn store(&self, table: RouteTable, snapshot: &Snapshot, source: &str) -> bool {
-        if **self.routes.load() == table {
-            return false;
-        }
-        let services = table.len();
-        if self.insecure_upstream {
-            let wss = table
-                .services()
-                .iter()
-                .flat_map(|s| s.instances.iter())
-                .filter(|e| e.scheme == crate::routing::Scheme::Wss)
-                .count();
-            if wss > 0 {
-                tracing::warn!(wss_instances = wss, "routing to wss instances whose certificates are NOT verified (upstream.insecure_skip_verify)");
-            }
-        }
-        let up: usize = table.services().iter().map(|s| s.up_count()).sum();
-        self.routes.store(Arc::new(table));
-        tracing::info!(
-            source,
-            applications = snapshot.applications.len(),
-            instances = snapshot.instance_count(),
-            ws_services = services,
-            ws_instances_up = up,
-            "routing table updated"
-        );
-        true
+        self.sink.take(snapshot, source)
     }
 
     fn record_success(&self, snapshot: &Snapshot, at: SystemTime) {

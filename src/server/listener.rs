@@ -25,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{client_side, handle_request, Shared};
+use super::router::{client_side, handle_request};
+use crate::state::Shared;
 
 /// Largest accepted HTTP request head, in bytes (hyper answers 431 above it).
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
@@ -322,7 +323,7 @@ async fn connection(
 
 async fn serve_http<I>(
     io: I,
-    client: super::handshake::ClientSide,
+    client: crate::session::handshake::ClientSide,
     shared: Arc<Shared>,
     slot: Arc<ConnectionSlot>,
 ) -> Result<(), hyper::Error>

@@ -237,12 +237,12 @@ impl<IO> ServerTls<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
     /// Writes encrypted output until none is left; frees the buffer then.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        super::leg::poll_write_all(&mut self.io, cx, &mut self.outgoing, &mut self.out_pos)
+        crate::ws::leg::poll_write_all(&mut self.io, cx, &mut self.outgoing, &mut self.out_pos)
     }
 
     /// Reads more ciphertext; `Ok(false)` at the end of the transport.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        match super::leg::poll_read_lazily(&mut self.io, cx, &mut self.incoming, READ_CHUNK) {
+        match crate::ws::leg::poll_read_lazily(&mut self.io, cx, &mut self.incoming, READ_CHUNK) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => {
                 self.eof = true;

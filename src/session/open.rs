@@ -1,130 +1,34 @@
-//! The WebSocket proxy: accept loop, per-connection handshake, session relay.
-//!
-//! Everything for one client runs inside its own task (TLS handshake with a timeout, HTTP
-//! request head with a timeout, route lookup, upstream connect, relay); the accept loop only
-//! accepts and spawns.
+//! Opening a session: the slot, the route, the upgrade checks, the upstream connect with
+//! retries over the service's instances, the 101, and the session task (its log lines and
+//! metrics) with or without failover.
 
-pub mod close;
-pub mod failover;
-pub mod handshake;
-pub mod leg;
-pub mod listener;
-pub mod relay;
-pub mod tls_stream;
-
-use std::net::SocketAddr;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::registry::RegistryStatus;
-use crate::routing::FailoverMode;
-use crate::routing::RouteTable;
-use crate::sessions::{Counters, SessionInfo, SessionTable, Upstream};
-use close::HandshakeError;
-use handshake::{ClientSide, Connected, UpstreamSettings};
-use relay::RelayConfig;
-use std::sync::atomic::AtomicU32;
+use super::failover;
+use super::handshake::{self, ClientSide, Connected};
+use super::table::{Counters, SessionInfo, Upstream};
+use crate::close::HandshakeError;
+use crate::config::FailoverMode;
+use crate::relay;
+use crate::server::listener;
+use crate::state::Shared;
+use crate::ws::leg;
 
-/// State shared by every connection task.
-pub struct Shared {
-    /// The current routing table (swapped by the registry source).
-    pub routes: Arc<ArcSwap<RouteTable>>,
-    /// Registry health (last success, source).
-    pub registry: Arc<RegistryStatus>,
-    /// Metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Live sessions.
-    pub sessions: Arc<SessionTable>,
-    /// Settings that a config reload (SIGHUP) may change; each handshake loads them once.
-    pub settings: ArcSwap<Settings>,
-    /// Cancelled when the agent starts shutting down: sessions get 1001, upgrades 503,
-    /// health DOWN.
-    pub shutdown: CancellationToken,
-    /// Cancelled after the drain: the listener closes and idle connections end.
-    pub closed: CancellationToken,
-    /// Tracks connection and session tasks for the shutdown drain.
-    pub tracker: TaskTracker,
-    /// When the agent started.
-    pub started_at: SystemTime,
-    /// Config file path, for `/application/info`.
-    pub config_path: Option<String>,
-    /// The listener's certificate store (None without TLS), for health and metrics.
-    pub cert: Option<Arc<crate::tls::CertStore>>,
-}
-
-/// The settings a config reload can change for new sessions and connections.
-#[derive(Clone)]
-pub struct Settings {
-    /// How to reach services (timeouts, TLS client, WebSocket limits).
-    pub upstream: UpstreamSettings,
-    /// Instances tried per session.
-    pub max_attempts: usize,
-    /// Frame and message limits of the client leg.
-    pub client_limits: leg::Limits,
-    /// Relay settings.
-    pub relay: RelayConfig,
-    /// TLS handshake + request head timeout.
-    pub handshake_timeout: Duration,
-    /// Who may use `/application/*`.
-    pub admin: crate::config::AdminConfig,
-    /// How long a shutdown waits for sessions.
-    pub shutdown_grace: Duration,
-    /// `limits.max_sessions`.
-    pub max_sessions: Option<usize>,
-    /// `limits.max_sessions_per_ip`.
-    pub max_sessions_per_ip: Option<usize>,
-    /// `upstream.insecure_skip_verify` (shown in `/application/info`).
-    pub insecure_skip_verify: bool,
-    /// `[failover]`: the default mode and the switch limit (buffer and deadline are in
-    /// `relay`).
-    pub failover: crate::config::FailoverConfig,
-}
-
-/// Handles one HTTP request on a client connection: admin endpoints or a WebSocket upgrade.
-pub async fn handle_request(
-    req: Request<Incoming>,
-    shared: Arc<Shared>,
-    client: ClientSide,
-    slot: Arc<listener::ConnectionSlot>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let path = req.uri().path();
-    if path == "/application" || path.starts_with("/application/") {
-        return Ok(crate::admin::handle(&req, &shared, client.peer));
-    }
-    let gateway_path = path.to_owned();
-    match open_session(req, &shared, client, slot).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => {
-            let status = e.status().as_u16();
-            shared
-                .metrics
-                .proxy
-                .handshake_failures
-                .get_or_create(&crate::metrics::StatusLabel {
-                    status: status.to_string(),
-                })
-                .inc();
-            if status >= 500 {
-                tracing::warn!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake failed");
-            } else {
-                tracing::info!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake refused");
-            }
-            Ok(e.to_response())
-        }
-    }
-}
-
-async fn open_session(
+/// Opens a session for the upgrade request `req` of `client` (see the module doc); the
+/// session task holds `conn_slot` (its connection's `limits.max_connections` permit).
+///
+/// # Errors
+/// A [`HandshakeError`] that maps to the HTTP status the client gets.
+pub async fn open_session(
     mut req: Request<Incoming>,
     shared: &Arc<Shared>,
     client: ClientSide,
@@ -143,10 +47,10 @@ async fn open_session(
         )
         .map_err(|r| {
             HandshakeError::TooManySessions(match r {
-                crate::sessions::SlotRefused::Total(n) => {
+                super::table::SlotRefused::Total(n) => {
                     format!("the gateway is at its limit of {n} sessions")
                 }
-                crate::sessions::SlotRefused::PerIp(n) => {
+                super::table::SlotRefused::PerIp(n) => {
                     format!("this client address is at its limit of {n} sessions")
                 }
             })
@@ -315,13 +219,4 @@ async fn open_session(
         drop(guard);
     });
     Ok(resp)
-}
-
-/// A client's address as seen by the proxy.
-pub fn client_side(peer: SocketAddr, tls: bool, local_port: u16) -> ClientSide {
-    ClientSide {
-        peer,
-        tls,
-        local_port,
-    }
 }

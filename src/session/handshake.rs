@@ -19,11 +19,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::close::HandshakeError;
+use crate::close::HandshakeError;
 use crate::routing::{Endpoint, Scheme};
 
 /// A WebSocket over an upgraded HTTP/1.1 connection (plain or TLS underneath).
-pub type Ws = super::leg::Leg<TokioIo<Upgraded>>;
+pub type Ws = crate::ws::leg::Leg<TokioIo<Upgraded>>;
 
 /// What was checked and extracted from a valid client upgrade request.
 #[derive(Debug)]
@@ -289,7 +289,7 @@ pub struct UpstreamSettings {
     /// TLS client for `wss` services.
     pub tls: tokio_rustls::TlsConnector,
     /// Frame and message limits of the service leg.
-    pub limits: super::leg::Limits,
+    pub limits: crate::ws::leg::Limits,
 }
 
 /// A connected, upgraded service leg.
@@ -444,7 +444,7 @@ pub async fn connect(
             )));
         }
     }
-    let ws = super::leg::Leg::new(TokioIo::new(upgraded), Role::Client, s.limits);
+    let ws = crate::ws::leg::Leg::new(TokioIo::new(upgraded), Role::Client, s.limits);
     Ok(Connected {
         ws,
         protocol,

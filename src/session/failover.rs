@@ -1,4 +1,4 @@
-//! Session failover (issue 6): the proxy's side of [`relay::Reconnect`](super::relay::Reconnect).
+//! Session failover (issue 6): the proxy's side of [`relay::Reconnect`](crate::relay::Reconnect).
 //!
 //! When the relay reports that a session's service leg ended abnormally, [`SessionFailover`]
 //! looks the client's path up again in the current routing table (so instances registered
@@ -17,11 +17,11 @@ use http::HeaderMap;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::handshake::{self, ClientSide, Ws};
-use super::relay::{Reconnect, Refused};
-use super::{Settings, Shared};
+use crate::config::FailoverMode;
 use crate::metrics::FailoverLabels;
-use crate::routing::FailoverMode;
-use crate::sessions::{SessionInfo, Upstream};
+use crate::relay::{Reconnect, Refused};
+use crate::session::table::{SessionInfo, Upstream};
+use crate::state::{Settings, Shared};
 
 /// The failover state of one session (see the module doc).
 pub struct SessionFailover {

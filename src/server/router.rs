@@ -1,0 +1,58 @@
+//! The request router of a client connection: `/application` requests go to admin, every
+//! other request is a WebSocket upgrade for a session (refusals counted and logged here).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::session::handshake::ClientSide;
+use crate::state::Shared;
+
+use super::listener;
+
+/// Handles one HTTP request on a client connection: admin endpoints or a WebSocket upgrade.
+pub async fn handle_request(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    client: ClientSide,
+    slot: Arc<listener::ConnectionSlot>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let path = req.uri().path();
+    if path == "/application" || path.starts_with("/application/") {
+        return Ok(crate::admin::handle(&req, &shared, client.peer));
+    }
+    let gateway_path = path.to_owned();
+    match crate::session::open::open_session(req, &shared, client, slot).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            let status = e.status().as_u16();
+            shared
+                .metrics
+                .proxy
+                .handshake_failures
+                .get_or_create(&crate::metrics::StatusLabel {
+                    status: status.to_string(),
+                })
+                .inc();
+            if status >= 500 {
+                tracing::warn!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake failed");
+            } else {
+                tracing::info!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake refused");
+            }
+            Ok(e.to_response())
+        }
+    }
+}
+
+/// A client's address as seen by the proxy.
+pub fn client_side(peer: SocketAddr, tls: bool, local_port: u16) -> ClientSide {
+    ClientSide {
+        peer,
+        tls,
+        local_port,
+    }
+}

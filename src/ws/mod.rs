@@ -1,0 +1,3 @@
+//! RFC 6455 framing: a connection leg that reads and writes WebSocket frames itself.
+
+pub mod leg;
