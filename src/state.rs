@@ -70,3 +70,31 @@ pub struct Settings {
     /// `relay`).
     pub failover: crate::config::FailoverConfig,
 }
+
+/// One of the `limits.max_connections` permits, held by a connection's task and, once it is
+/// upgraded, by its session's task: released (and `wsrelay_connections_open` lowered) when
+/// both have ended.
+pub struct ConnectionSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    open: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ConnectionSlot {
+    /// Takes `permit` and counts the connection in `open` (`wsrelay_connections_open`).
+    pub fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        open: &prometheus_client::metrics::gauge::Gauge,
+    ) -> ConnectionSlot {
+        open.inc();
+        ConnectionSlot {
+            _permit: permit,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}

@@ -20,13 +20,12 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::router::{client_side, handle_request};
-use crate::state::Shared;
+use crate::state::{ConnectionSlot, Shared};
 
 /// Largest accepted HTTP request head, in bytes (hyper answers 431 above it).
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
@@ -246,30 +245,6 @@ impl RefusalLog {
             not_logged_since_last = suppressed,
             "connection refused before the upgrade (one line per reason every 10 s; every one is counted in wsrelay_connection_refusals_total)"
         );
-    }
-}
-
-/// One of the `limits.max_connections` permits, held by a connection's task and, once it is
-/// upgraded, by its session's task: released (and `wsrelay_connections_open` lowered) when
-/// both have ended.
-pub struct ConnectionSlot {
-    _permit: OwnedSemaphorePermit,
-    open: Gauge,
-}
-
-impl ConnectionSlot {
-    fn new(permit: OwnedSemaphorePermit, open: &Gauge) -> ConnectionSlot {
-        open.inc();
-        ConnectionSlot {
-            _permit: permit,
-            open: open.clone(),
-        }
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.open.dec();
     }
 }
 

@@ -12,14 +12,12 @@ use hyper::body::Incoming;
 use crate::session::handshake::ClientSide;
 use crate::state::Shared;
 
-use super::listener;
-
 /// Handles one HTTP request on a client connection: admin endpoints or a WebSocket upgrade.
 pub async fn handle_request(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     client: ClientSide,
-    slot: Arc<listener::ConnectionSlot>,
+    slot: Arc<crate::state::ConnectionSlot>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path();
     if path == "/application" || path.starts_with("/application/") {

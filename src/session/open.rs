@@ -19,7 +19,6 @@ use super::table::{Counters, SessionInfo, Upstream};
 use crate::close::HandshakeError;
 use crate::config::FailoverMode;
 use crate::relay;
-use crate::server::listener;
 use crate::state::Shared;
 use crate::ws::leg;
 
@@ -32,7 +31,7 @@ pub async fn open_session(
     mut req: Request<Incoming>,
     shared: &Arc<Shared>,
     client: ClientSide,
-    conn_slot: Arc<listener::ConnectionSlot>,
+    conn_slot: Arc<crate::state::ConnectionSlot>,
 ) -> Result<Response<Full<Bytes>>, HandshakeError> {
     if shared.shutdown.is_cancelled() {
         return Err(HandshakeError::ShuttingDown);
