@@ -12,7 +12,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::close::close_frame;
-use crate::session::table::Counters;
 
 use super::*;
 

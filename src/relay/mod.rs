@@ -36,9 +36,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::close::close_frame;
-use crate::session::table::Counters;
 use crate::ws::leg::ReadProgress;
 
+mod counters;
 mod failover;
 mod finish;
 mod liveness;
@@ -46,6 +46,7 @@ mod pump;
 mod split;
 
 use failover::*;
+pub use counters::Counters;
 pub use failover::{NoFailover, Reconnect, Refused, HELD_MESSAGE_OVERHEAD};
 use finish::*;
 use liveness::*;
