@@ -45,8 +45,8 @@ mod liveness;
 mod pump;
 mod split;
 
-use failover::*;
 pub use counters::Counters;
+use failover::*;
 pub use failover::{NoFailover, Reconnect, Refused, HELD_MESSAGE_OVERHEAD};
 use finish::*;
 use liveness::*;
