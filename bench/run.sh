@@ -116,7 +116,7 @@ command -v haproxy >/dev/null || die "haproxy is not installed"
 # --- build --------------------------------------------------------------------------------
 if [[ $SKIP_BUILD != 1 ]]; then
   log "building wsrelay and wsrelay-bench (release)"
-  cargo build --release --locked --bin wsrelay --bin wsrelay-bench
+  cargo build --release --locked -p wsrelay -p wsrelay-bench
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WSRELAY=${WSRELAY:-$TARGET_DIR/release/wsrelay}

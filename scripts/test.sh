@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command. Installs what the tests need, each step idempotent and cached
-# (a second run only checks), then runs `cargo test --locked` with any arguments given:
+# (a second run only checks), then runs `cargo test --locked --workspace` with any arguments given:
 #
 #   - gcc and make (jemalloc, the agent's allocator, is built from C sources)       apt
 #   - Autobahn|Testsuite's wstest in a Python 2.7 virtualenv, target/autobahn/venv  PyPI
@@ -62,5 +62,5 @@ if [ "$stale" = 1 ]; then
     echo "   built in $(( $(date +%s) - start )) s"
 fi
 
-step "tests (cargo test --locked $*)"
-exec cargo test --locked "$@"
+step "tests (cargo test --locked --workspace $*)"
+exec cargo test --locked --workspace "$@"

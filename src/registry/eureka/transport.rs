@@ -146,12 +146,13 @@ pub(crate) fn path_segment(s: &str) -> String {
 pub fn server_order(
     zones: &[String],
     my_zone: Option<&str>,
-    rng: &mut fastrand::Rng,
+    rng: &mut impl rand::Rng,
 ) -> Vec<usize> {
+    use rand::seq::SliceRandom;
     let (mut near, mut far): (Vec<usize>, Vec<usize>) = (0..zones.len())
         .partition(|&i| my_zone.is_some_and(|z| zones.get(i).is_some_and(|s| s == z)));
-    rng.shuffle(&mut near);
-    rng.shuffle(&mut far);
+    near.shuffle(rng);
+    far.shuffle(rng);
     near.extend(far);
     near
 }
@@ -326,11 +327,7 @@ impl Transport {
                     .unwrap_or_else(|| crate::config::DEFAULT_ZONE.to_owned())
             })
             .collect();
-        let order = server_order(
-            &zones,
-            cfg.eureka.zone.as_deref(),
-            &mut fastrand::Rng::new(),
-        );
+        let order = server_order(&zones, cfg.eureka.zone.as_deref(), &mut rand::rng());
         Ok(Transport {
             http,
             servers,

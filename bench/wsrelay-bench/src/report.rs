@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::load::RunResult;
+use crate::result::RunResult;
 
 /// `report` options.
 #[derive(Args, Debug)]

@@ -22,16 +22,12 @@
 //! measured window is reported too.
 #![forbid(unsafe_code)]
 
-#[path = "wsrelay-bench/conn.rs"]
 mod conn;
-#[path = "wsrelay-bench/echo.rs"]
 mod echo;
-#[path = "wsrelay-bench/load.rs"]
 mod load;
-#[path = "wsrelay-bench/procfs.rs"]
 mod procfs;
-#[path = "wsrelay-bench/report.rs"]
 mod report;
+mod result;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

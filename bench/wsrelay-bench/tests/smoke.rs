@@ -3,6 +3,8 @@
 //! JSON lines, and a closed-loop and hold load over wss through a real in-process agent.
 //! Counts only, never timings (speed belongs to `bench/run.sh`).
 
+// The main crate's test helpers (the in-process agent and its registry).
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};
