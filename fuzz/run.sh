@@ -2,18 +2,18 @@
 # Runs every cargo-fuzz target for SECONDS each (default 30), seeded with the committed seeds
 # (fuzz/corpus/<target>/seed-*), the Eureka fixtures and tests/corpus/. Needs a nightly
 # toolchain and cargo-fuzz (`cargo install cargo-fuzz`); without them it says so and exits 0:
-# tests/props.rs runs the same entry points with proptest on stable in every `cargo test`.
+# tests/it/props.rs runs the same entry points with proptest on stable in every `cargo test`.
 # A crash fails the run; its input is in fuzz/artifacts/<target>/ and belongs in
 # tests/corpus/<registry|path|config>/ as a regression input once fixed.
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH="${1:-30}"
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    echo "fuzz: SKIPPED: no nightly toolchain (proptest in tests/props.rs covers the same targets)"
+    echo "fuzz: SKIPPED: no nightly toolchain (proptest in tests/it/props.rs covers the same targets)"
     exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: SKIPPED: cargo-fuzz is not installed (proptest in tests/props.rs covers the same targets)"
+    echo "fuzz: SKIPPED: cargo-fuzz is not installed (proptest in tests/it/props.rs covers the same targets)"
     exit 0
 fi
 cargo +nightly fuzz build -O

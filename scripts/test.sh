@@ -28,7 +28,7 @@ rc=0
 bash scripts/autobahn/setup.sh >/dev/null || rc=$?
 case $rc in
     0) ;;
-    3) echo "   no CPython 2.7: tests/autobahn.rs will print SKIPPED (see target/autobahn/UNAVAILABLE)" ;;
+    3) echo "   no CPython 2.7: tests/it/autobahn.rs will print SKIPPED (see target/autobahn/UNAVAILABLE)" ;;
     *) echo "autobahn setup failed ($rc)" >&2; exit "$rc" ;;
 esac
 

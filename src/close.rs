@@ -150,6 +150,96 @@ pub fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
     }
 }
 
+/// Every way the gateway itself ends a leg, and the close code and reason that leg gets: the
+/// one table of relay endings. Codes a peer chose (a forwarded close) are not here: they pass
+/// through as sent. 1005, 1006 and 1015 are never sent (RFC 6455 §7.4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending<'a> {
+    /// The agent shuts down: 1001 "gateway shutting down" to both legs.
+    Shutdown,
+    /// No data message either way for `limits.idle_timeout`: 1000 "idle timeout" to both.
+    Idle,
+    /// The service leg ended without a close frame: the client gets 1011 "service connection
+    /// lost".
+    ServiceLost,
+    /// The client leg ended without a close frame: the service gets 1001 "client connection
+    /// lost".
+    ClientLost,
+    /// The named side (`"client"` or `"service"`) does not read within `limits.write_timeout`:
+    /// the other leg gets 1011 "… is not reading".
+    NotReading(&'a str),
+    /// A message over `limits.max_message_size`: the sender gets 1009 with the cause (§7.4.1).
+    TooBig(&'a str),
+    /// The other leg of a [`Ending::TooBig`]: 1009 "… sent a message over the size limit".
+    PeerTooBig(&'a str),
+    /// Invalid UTF-8 in a text message or close reason: the sender gets 1007 with the cause.
+    InvalidUtf8(&'a str),
+    /// Any other protocol violation: the sender gets 1002 with the cause.
+    Violation(&'a str),
+    /// The other leg of an [`Ending::InvalidUtf8`] or [`Ending::Violation`]: 1011 "… protocol
+    /// error".
+    PeerViolation(&'a str),
+    /// Failover found no live instance: the client gets 1013 Try Again Later.
+    NoInstanceLeft(&'a str),
+    /// Failover could not move the session (no instance accepted, the deadline passed, the
+    /// buffer was full): the client gets 1011 with the cause.
+    FailoverFailed(&'a str),
+}
+
+impl Ending<'_> {
+    /// The close code this ending sends.
+    pub fn code(&self) -> CloseCode {
+        match self {
+            Ending::Shutdown | Ending::ClientLost => CloseCode::Away,
+            Ending::Idle => CloseCode::Normal,
+            Ending::ServiceLost
+            | Ending::NotReading(_)
+            | Ending::PeerViolation(_)
+            | Ending::FailoverFailed(_) => CloseCode::Error,
+            Ending::TooBig(_) | Ending::PeerTooBig(_) => CloseCode::Size,
+            Ending::InvalidUtf8(_) => CloseCode::Invalid,
+            Ending::Violation(_) => CloseCode::Protocol,
+            Ending::NoInstanceLeft(_) => CloseCode::Again,
+        }
+    }
+
+    /// The close reason this ending sends (cut to 123 bytes by [`Ending::frame`]).
+    pub fn reason(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        match self {
+            Ending::Shutdown => Cow::Borrowed("gateway shutting down"),
+            Ending::Idle => Cow::Borrowed("idle timeout"),
+            Ending::ServiceLost => Cow::Borrowed("service connection lost"),
+            Ending::ClientLost => Cow::Borrowed("client connection lost"),
+            Ending::NotReading(side) => Cow::Owned(format!("{side} is not reading")),
+            Ending::PeerTooBig(side) => {
+                Cow::Owned(format!("{side} sent a message over the size limit"))
+            }
+            Ending::PeerViolation(side) => Cow::Owned(format!("{side} protocol error")),
+            Ending::TooBig(cause)
+            | Ending::InvalidUtf8(cause)
+            | Ending::Violation(cause)
+            | Ending::NoInstanceLeft(cause)
+            | Ending::FailoverFailed(cause) => Cow::Borrowed(cause),
+        }
+    }
+
+    /// The close frame: [`Ending::code`] and [`Ending::reason`].
+    pub fn frame(&self) -> CloseFrame {
+        close_frame(self.code(), &self.reason())
+    }
+}
+
+/// The ending for a violation whose close code the frame reader chose (1009, 1007 or 1002),
+/// with its cause.
+pub fn violation(code: CloseCode, cause: &str) -> Ending<'_> {
+    match code {
+        CloseCode::Size => Ending::TooBig(cause),
+        CloseCode::Invalid => Ending::InvalidUtf8(cause),
+        _ => Ending::Violation(cause),
+    }
+}
+
 /// Whether a code may be sent on the wire: 1005, 1006 and 1015 are reserved for reporting
 /// (RFC 6455 §7.4.1) and never sent.
 pub fn sendable(code: CloseCode) -> bool {

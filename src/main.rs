@@ -151,7 +151,9 @@ fn init_logging(level: &str, format: LogFormat) -> LevelHandle {
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_current_span(false)
+                    // The session's span (id, client, service, instance) as `span`.
+                    .with_current_span(true)
+                    .with_span_list(false)
                     .with_writer(std::io::stderr),
             )
             .init(),

@@ -3,7 +3,7 @@
 # (cached between runs: a second run only checks it). Prints the wstest path on success.
 #
 # Needs CPython 2.7 (pyenv's versions/2.7.18, or python2.7 on PATH) and PyPI. Without an
-# interpreter it writes the reason to target/autobahn/UNAVAILABLE and exits 3: tests/autobahn.rs
+# interpreter it writes the reason to target/autobahn/UNAVAILABLE and exits 3: tests/it/autobahn.rs
 # then prints a loud SKIPPED line instead of failing (any other failure exits 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::close::close_frame;
+use crate::close::{close_frame, violation, Ending};
 
 use super::*;
 
@@ -39,6 +39,16 @@ pub struct Refused {
     pub code: CloseCode,
     /// The close reason (at most 123 bytes are sent).
     pub reason: String,
+}
+
+impl From<Ending<'_>> for Refused {
+    /// The code and reason of `ending` (from the one table, [`crate::close::Ending`]).
+    fn from(ending: Ending<'_>) -> Refused {
+        Refused {
+            code: ending.code(),
+            reason: ending.reason().into_owned(),
+        }
+    }
 }
 
 /// Session failover (issue 6): opens a replacement service leg when the current one ends
@@ -77,10 +87,7 @@ impl<S: Send> Reconnect<S> for NoFailover {
     }
 
     async fn reconnect(&mut self) -> Result<S, Refused> {
-        Err(Refused {
-            code: CloseCode::Error,
-            reason: "failover is off".into(),
-        })
+        Err(Ending::FailoverFailed("failover is off").into())
     }
 
     fn switched(&mut self, _: &str, _: usize, _: usize) {}
@@ -187,17 +194,11 @@ where
             tokio::select! {
                 () = &mut release_old, if !released => released = true,
                 r = &mut reconnect => break r.map_err(Stop::Refused),
-                () = &mut deadline => break Err(Stop::Refused(Refused {
-                    code: CloseCode::Error,
-                    reason: format!(
-                        "no instance accepted the session within {:?}",
-                        cfg.failover_deadline
-                    ),
-                })),
-                () = shutdown.cancelled() => break Err(Stop::Refused(Refused {
-                    code: CloseCode::Away,
-                    reason: "gateway shutting down".into(),
-                })),
+                () = &mut deadline => break Err(Stop::Refused(Ending::FailoverFailed(&format!(
+                    "no instance accepted the session within {:?}",
+                    cfg.failover_deadline
+                )).into())),
+                () = shutdown.cancelled() => break Err(Stop::Refused(Ending::Shutdown.into())),
                 m = c_rx.next() => match m {
                     Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -205,13 +206,10 @@ where
                         buffered += m.len();
                         held_bytes += m.len() + HELD_MESSAGE_OVERHEAD;
                         if held_bytes > cfg.failover_buffer_bytes {
-                            break Err(Stop::Refused(Refused {
-                                code: CloseCode::Error,
-                                reason: format!(
-                                    "failover buffer of {} bytes full",
-                                    cfg.failover_buffer_bytes
-                                ),
-                            }));
+                            break Err(Stop::Refused(Ending::FailoverFailed(&format!(
+                                "failover buffer of {} bytes full",
+                                cfg.failover_buffer_bytes
+                            )).into()));
                         }
                         buffer.push_back(held(m));
                     }
@@ -229,7 +227,7 @@ where
                     Some(Err(e)) => {
                         let outcome = match classify_read_error(e) {
                             End::Violation(code, why) => {
-                                let f = close_frame(code, &why);
+                                let f = violation(code, &why).frame();
                                 close_leg_ref(c_tx, c_rx, Some(f), limit).await;
                                 Outcome {
                                     closed_by: Some(Side::Client),

@@ -9,8 +9,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::close::close_frame;
-
 use super::*;
 
 /// Sends a close frame (if `frame` is `Some`, or a codeless close if `None` is given with
@@ -144,19 +142,13 @@ where
         }
         End::Violation(code, cause) => {
             let to_other = if code == CloseCode::Size {
-                close_frame(
-                    CloseCode::Size,
-                    &format!("{} sent a message over the size limit", side.as_str()),
-                )
+                Ending::PeerTooBig(side.as_str())
             } else {
-                close_frame(
-                    CloseCode::Error,
-                    &format!("{} protocol error", side.as_str()),
-                )
+                Ending::PeerViolation(side.as_str())
             };
             tokio::join!(
-                close_leg(src_tx, src_rx, Some(close_frame(code, &cause)), limit),
-                close_leg(dst_tx, dst_rx, Some(to_other), limit)
+                close_leg(src_tx, src_rx, Some(violation(code, &cause).frame()), limit),
+                close_leg(dst_tx, dst_rx, Some(to_other.frame()), limit)
             );
             Outcome {
                 closed_by: Some(side),
@@ -168,18 +160,12 @@ where
             // The destination does not read: a close frame would not reach it either. Drop
             // it and close the source with 1011.
             drop((dst_tx, dst_rx));
-            let reason = format!("{} is not reading", other.as_str());
-            close_leg(
-                src_tx,
-                src_rx,
-                Some(close_frame(CloseCode::Error, &reason)),
-                limit,
-            )
-            .await;
+            let ending = Ending::NotReading(other.as_str());
+            close_leg(src_tx, src_rx, Some(ending.frame()), limit).await;
             Outcome {
                 closed_by: Some(other),
-                code: Some(1011),
-                reason,
+                code: Some(u16::from(ending.code())),
+                reason: ending.reason().into_owned(),
             }
         }
         End::DestGone(cause) => {
@@ -225,9 +211,10 @@ where
     R: Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let f = match lost {
-        Side::Service => close_frame(CloseCode::Error, "service connection lost"),
-        Side::Client => close_frame(CloseCode::Away, "client connection lost"),
-    };
+        Side::Service => Ending::ServiceLost,
+        Side::Client => Ending::ClientLost,
+    }
+    .frame();
     let code = u16::from(f.code);
     close_leg(tx, rx, Some(f), limit).await;
     Outcome {

@@ -31,11 +31,10 @@ use std::time::Duration;
 
 use futures_util::{Sink, Stream};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::close::close_frame;
+use crate::close::{violation, Ending};
 use crate::ws::leg::ReadProgress;
 
 mod counters;
@@ -231,8 +230,8 @@ where
                             &client_heard,
                             &mut s_step,
                         ) => Ok((Side::Service, e)),
-                        () = shutdown.cancelled() => Err((CloseCode::Away, "gateway shutting down")),
-                        () = activity.idle(cfg.idle_timeout) => Err((CloseCode::Normal, "idle timeout")),
+                        () = shutdown.cancelled() => Err(Ending::Shutdown),
+                        () = activity.idle(cfg.idle_timeout) => Err(Ending::Idle),
                     }
                 }
             };
@@ -286,9 +285,9 @@ where
 
             let (side, end) = match first {
                 Ok(e) => e,
-                Err((code, reason)) => {
+                Err(ending) => {
                     // The relay itself ends the session: both legs get the same close frame.
-                    let f = close_frame(code, reason);
+                    let f = ending.frame();
                     Box::pin(async move {
                         tokio::join!(
                             close_leg(c_tx, c_rx, Some(f.clone()), limit),
@@ -298,8 +297,8 @@ where
                     .await;
                     return Outcome {
                         closed_by: None,
-                        code: Some(u16::from(code)),
-                        reason: reason.into(),
+                        code: Some(u16::from(ending.code())),
+                        reason: ending.reason().into_owned(),
                     };
                 }
             };

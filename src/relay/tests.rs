@@ -1,8 +1,10 @@
 use super::*;
+use crate::close::close_frame;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::DuplexStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;

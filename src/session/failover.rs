@@ -14,9 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::handshake::{self, ClientSide, Ws};
+use crate::close::Ending;
 use crate::config::FailoverMode;
 use crate::metrics::FailoverLabels;
 use crate::relay::{Reconnect, Refused};
@@ -101,13 +101,11 @@ impl Reconnect<Ws> for SessionFailover {
         if !self.failed.contains(&current) {
             self.failed.push(current);
         }
-        let s = &self.session;
         let table = self.shared.routes.load_full();
         let resolved = table
             .resolve(&self.path, self.query.as_deref())
-            .map_err(|e| Refused {
-                code: CloseCode::Again,
-                reason: format!("the route is gone: {e}"),
+            .map_err(|e| {
+                Refused::from(Ending::NoInstanceLeft(&format!("the route is gone: {e}")))
             })?;
         let service = &resolved.service;
         let candidates: Vec<_> = service
@@ -116,10 +114,11 @@ impl Reconnect<Ws> for SessionFailover {
             .cloned()
             .collect();
         if candidates.is_empty() {
-            return Err(Refused {
-                code: CloseCode::Again,
-                reason: format!("no other live instance of {}", service.service_id),
-            });
+            return Err(Ending::NoInstanceLeft(&format!(
+                "no other live instance of {}",
+                service.service_id
+            ))
+            .into());
         }
         let mut last = String::new();
         let tries = candidates.len();
@@ -149,18 +148,19 @@ impl Reconnect<Ws> for SessionFailover {
                 Err(e) => e.to_string(),
             };
             if n + 1 < tries {
-                tracing::warn!(session = %s.id, service = %service.service_id, instance = %ep.instance_id, cause = %cause, "failover attempt failed; trying the next instance");
+                tracing::warn!(attempted = %ep.instance_id, cause = %cause, "failover attempt failed; trying the next instance");
             } else {
                 // The give-up line that follows carries this cause.
-                tracing::debug!(session = %s.id, service = %service.service_id, instance = %ep.instance_id, cause = %cause, "failover attempt failed; no other instance to try");
+                tracing::debug!(attempted = %ep.instance_id, cause = %cause, "failover attempt failed; no other instance to try");
             }
             self.failed.push(ep.instance_id.clone());
             last = cause;
         }
-        Err(Refused {
-            code: CloseCode::Error,
-            reason: format!("no instance of {} accepted: {last}", service.service_id),
-        })
+        Err(Ending::FailoverFailed(&format!(
+            "no instance of {} accepted: {last}",
+            service.service_id
+        ))
+        .into())
     }
 
     fn switched(&mut self, cause: &str, buffered_messages: usize, buffered_bytes: usize) {
@@ -170,8 +170,9 @@ impl Reconnect<Ws> for SessionFailover {
         let to_instance = to.instance_id.clone();
         let from = self.session.switch_upstream(to);
         self.count("switched");
+        // Runs inside the session's task: its span now names the new instance.
+        tracing::Span::current().record("instance", tracing::field::display(&to_instance));
         tracing::info!(
-            session = %self.session.id, service = %self.session.service_id,
             from = %from.instance_id, to = %to_instance, cause = %cause,
             buffered_messages, buffered_bytes,
             failovers = self.session.failovers.load(Ordering::Relaxed),
@@ -182,8 +183,7 @@ impl Reconnect<Ws> for SessionFailover {
     fn gave_up(&mut self, cause: &str, code: u16, reason: &str) {
         self.count("failed");
         tracing::warn!(
-            session = %self.session.id, service = %self.session.service_id,
-            instance = %self.session.upstream().instance_id, cause = %cause, close_code = code,
+            cause = %cause, close_code = code,
             reason = %reason, "session failover failed"
         );
     }

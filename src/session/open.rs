@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tracing::Instrument;
 
 use super::failover;
 use super::handshake::{self, ClientSide, Connected};
@@ -99,6 +100,15 @@ pub async fn open_session(
     };
     let resp = handshake::switching_protocols(&upgrade.key, conn.protocol.as_ref());
     let (key, id) = shared.sessions.next_id();
+    // One span per session: every line it logs carries its id, client, service and instance
+    // (the instance is recorded again when the session fails over).
+    let span = tracing::info_span!(
+        "session",
+        session = %id,
+        client = %client.peer,
+        service = %service.service_id,
+        instance = %ep.instance_id,
+    );
     let info = SessionInfo {
         id,
         client: client.peer,
@@ -155,7 +165,7 @@ pub async fn open_session(
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                tracing::warn!(session = %guard.info().id, cause = %e, "client upgrade failed after 101");
+                tracing::warn!(cause = %e, "client upgrade failed after 101");
                 return;
             }
         };
@@ -170,7 +180,6 @@ pub async fn open_session(
         {
             let up = s.upstream();
             tracing::info!(
-                session = %s.id, client = %s.client, service = %s.service_id, instance = %up.instance_id,
                 upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
                 "session opened"
             );
@@ -208,7 +217,6 @@ pub async fn open_session(
             .inc();
         let v = s.view();
         tracing::info!(
-            session = %s.id, client = %s.client, service = %s.service_id, instance = %v.instance_id,
             upstream = %v.service_url, failovers = v.failovers, duration_ms = started.elapsed().as_millis() as u64,
             messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,
             closed_by = outcome.closed_by.map_or("gateway", |s| s.as_str()),
@@ -216,6 +224,6 @@ pub async fn open_session(
             "session closed"
         );
         drop(guard);
-    });
+    }.instrument(span));
     Ok(resp)
 }

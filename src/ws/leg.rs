@@ -385,13 +385,10 @@ impl<I> Leg<I> {
             return Ok(Message::Close(frame));
         }
         let frame = frame.map(|f| {
-            if f.code.is_allowed() {
+            if crate::close::sendable(f.code) {
                 f
             } else {
-                CloseFrame {
-                    code: CloseCode::Protocol,
-                    reason: Utf8Bytes::from_static("Protocol violation"),
-                }
+                crate::close::Ending::Violation("Protocol violation").frame()
             }
         });
         self.close_due = Some(Box::new(frame.clone()));

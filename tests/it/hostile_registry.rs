@@ -4,14 +4,12 @@
 //! while reading, after decompression), recorded as the last error, and the last good routing
 //! table keeps serving real sessions; the next good payload recovers.
 
-mod support;
-
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::support::eureka::{FakeEureka, Mode, TestInstance};
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::eureka::{FakeEureka, Mode, TestInstance};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,12 +1,10 @@
 //! End to end: registry → routes → TLS listener → WebSocket relay, on real loopback sockets
 //! with real TLS and real WebSocket peers.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -397,9 +395,9 @@ async fn health_and_routes_endpoints() {
 #[tokio::test]
 async fn registry_from_a_test_eureka_server_in_json_and_xml() {
     let svc = TestService::start(ServiceOptions::default()).await;
-    let eureka = support::eureka::FakeEureka::start().await;
+    let eureka = crate::support::eureka::FakeEureka::start().await;
     eureka.add(
-        support::eureka::TestInstance::new("discoverableclient", "127.0.0.1", svc.port())
+        crate::support::eureka::TestInstance::new("discoverableclient", "127.0.0.1", svc.port())
             .meta("apiml.routes.ws_v1.gatewayUrl", "/ws/v1/")
             .meta("apiml.routes.ws_v1.serviceUrl", "/discoverableclient/ws"),
     );
@@ -436,7 +434,7 @@ async fn registry_from_a_test_eureka_server_in_json_and_xml() {
 /// captured, in JSON and XML: `check` decodes both to the same registry.
 #[tokio::test]
 async fn captured_zowe_registry_served_over_eureka_http() {
-    let eureka = support::eureka::FakeEureka::start().await;
+    let eureka = crate::support::eureka::FakeEureka::start().await;
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/eureka/zowe-api-layer/wire-contract/"
@@ -446,7 +444,7 @@ async fn captured_zowe_registry_served_over_eureka_http() {
         ("applications-registry.json", "json", "application/json"),
         ("applications-registry.xml", "xml", "application/xml"),
     ] {
-        eureka.set_mode(support::eureka::Mode::Canned {
+        eureka.set_mode(crate::support::eureka::Mode::Canned {
             status: 200,
             content_type: ct.into(),
             body: std::fs::read(format!("{fixtures}{file}")).unwrap(),

@@ -1,14 +1,12 @@
 //! Hot reload: the listener certificate rotated four ways while sessions stay open, broken
 //! pairs refused, and the registry file followed on change.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 

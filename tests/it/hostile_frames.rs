@@ -3,11 +3,8 @@
 //! offender, a close to the other leg, nothing of the bad frame relayed, and no reserved code
 //! (1005, 1006, 1015) ever on the wire.
 
-mod hostile_support;
-mod support;
-
-use hostile_support::*;
-use support::*;
+use crate::hostile::*;
+use crate::support::*;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 

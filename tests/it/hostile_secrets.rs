@@ -5,13 +5,10 @@
 //!
 //! This test binary installs its own global subscriber, so it holds this one test only.
 
-mod hostile_support;
-mod support;
-
+use crate::hostile::*;
+use crate::support::eureka::{FakeEureka, TestInstance};
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use hostile_support::*;
-use support::eureka::{FakeEureka, TestInstance};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 const AUTHORIZATION: &str = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LWp3dC1wYXlsb2Fk.sig-Zq8";

@@ -3,14 +3,11 @@
 //! with rustls clients restricted to one version, hand-made ClientHello bytes, and
 //! `openssl s_client` when it is installed.
 
-mod hostile_support;
-mod support;
-
 use std::sync::Arc;
 
+use crate::hostile::*;
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use hostile_support::*;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,13 +1,11 @@
 //! Session failover (issue 6) through a real agent: real TLS client leg, real test services on
 //! 127.0.0.1, instances killed under an open session.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 type Client =

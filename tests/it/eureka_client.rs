@@ -1,18 +1,16 @@
-//! The Eureka client against the test Eureka server (`support::eureka::FakeEureka`): deltas,
+//! The Eureka client against the test Eureka server (`crate::support::eureka::FakeEureka`): deltas,
 //! hash reconciliation, failover, the last-known-good cache, mutual TLS and basic auth, and
 //! self-registration. Client-level tests drive `EurekaClient::refresh` step by step (no timers);
 //! agent-level tests run the real agent with short intervals.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::eureka::{FakeEureka, Mode, TestInstance};
+use crate::support::{ServiceOptions, TestAgent, TestService};
 use arc_swap::ArcSwap;
 use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject as _;
-use support::eureka::{FakeEureka, Mode, TestInstance};
-use support::{ServiceOptions, TestAgent, TestService};
 use tokio_tungstenite::tungstenite::Message;
 use wsrelay::config::Config;
 use wsrelay::metrics::{OutcomeLabel, RegistryMetrics, ServerLabel};
@@ -344,7 +342,11 @@ async fn when_every_server_fails_the_last_table_stays_and_timeouts_are_reported(
 
 /// A TLS front for a fake Eureka server that requires a client certificate signed by
 /// `client_ca` (PEM); returns its port.
-async fn mtls_front(eureka: &FakeEureka, server: &support::TestCert, client_ca: &str) -> u16 {
+async fn mtls_front(
+    eureka: &FakeEureka,
+    server: &crate::support::TestCert,
+    client_ca: &str,
+) -> u16 {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -389,7 +391,7 @@ async fn mtls_front(eureka: &FakeEureka, server: &support::TestCert, client_ca: 
 async fn mutual_tls_and_basic_auth_reach_a_protected_eureka_and_secrets_stay_out_of_errors() {
     let eureka = FakeEureka::start().await;
     eureka.add(TestInstance::new("alpha", "127.0.0.1", 1001));
-    let server = support::TestCert::new();
+    let server = crate::support::TestCert::new();
     let dir = tempfile::tempdir().unwrap();
     let (client_cert, client_key) = wsrelay::tls::self_signed_pem(&["wsrelay-client"]).unwrap();
     std::fs::write(dir.path().join("client.crt"), &client_cert).unwrap();

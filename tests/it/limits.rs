@@ -1,11 +1,9 @@
 //! Session limits: total and per client IP, answered with 503 and Retry-After.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::StreamExt;
-use support::*;
 
 /// Connects from a chosen loopback source address.
 async fn connect_from(

@@ -3,11 +3,8 @@
 //! never reaches the service; bytes a client sends right after its upgrade request (or
 //! before the 101) reach the service.
 
-mod hostile_support;
-mod support;
-
-use hostile_support::*;
-use support::*;
+use crate::hostile::*;
+use crate::support::*;
 use tokio::io::AsyncWriteExt;
 
 const PATH: &str = "/ws/v1/discoverableclient/x";

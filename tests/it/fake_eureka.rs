@@ -1,13 +1,10 @@
 //! Checks that the fake Eureka server in `tests/support/eureka.rs` follows the real server's
 //! wire rules, over real loopback sockets.
 
-#[path = "support/eureka.rs"]
-mod eureka;
-
 use std::io::Read as _;
 use std::time::Duration;
 
-use eureka::{FakeEureka, Mode, TestInstance};
+use crate::support::eureka::{FakeEureka, Mode, TestInstance};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eureka");
@@ -304,8 +301,14 @@ async fn metadata_keys_are_xstream_escaped_in_xml_and_plain_in_json() {
         serde_json::json!({"@class": "java.util.Collections$EmptyMap"})
     );
 
-    assert_eq!(eureka::xstream_encode_name("a_b$c d"), "a__b_-c_.0020d");
-    assert_eq!(eureka::xstream_decode_name("a__b_-c_.0020d"), "a_b$c d");
+    assert_eq!(
+        crate::support::eureka::xstream_encode_name("a_b$c d"),
+        "a__b_-c_.0020d"
+    );
+    assert_eq!(
+        crate::support::eureka::xstream_decode_name("a__b_-c_.0020d"),
+        "a_b$c d"
+    );
 }
 
 #[tokio::test]
@@ -741,7 +744,7 @@ async fn failure_modes() {
     let r = get(&fake, "apps/", Some("application/json")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type.as_deref(), Some("application/json"));
-    assert_eq!(r.body, eureka::GARBAGE);
+    assert_eq!(r.body, crate::support::eureka::GARBAGE);
     assert!(serde_json::from_slice::<Value>(&r.body).is_err());
 
     let fixture = std::fs::read(format!("{FIXTURES}/prometheus/apps-full.xml")).unwrap();

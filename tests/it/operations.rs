@@ -1,15 +1,13 @@
 //! Operations: diagnostics endpoints, metrics, access control, drain, signals, sd_notify and
 //! session log lines — in-process agents and the real binary as a subprocess.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn sessions(agent: &TestAgent) -> Vec<serde_json::Value> {
@@ -465,8 +463,11 @@ async fn sigterm_drains_with_1001_on_both_legs_and_exits_0_and_logs_carry_no_cre
     .unwrap();
     let closed = p.wait_line("\"session closed\"").await;
     let f = &closed["fields"];
-    assert_eq!(f["service"], "DISCOVERABLECLIENT");
-    assert_eq!(f["instance"], "dc-1");
+    // Who the session is: its span, on every line it logs.
+    let span = &closed["span"];
+    assert_eq!(span["name"], "session");
+    assert_eq!(span["service"], "DISCOVERABLECLIENT");
+    assert_eq!(span["instance"], "dc-1");
     assert_eq!(
         f["upstream"],
         format!("ws://127.0.0.1:{}/discoverableclient/ws/log", svc.port())
@@ -483,9 +484,10 @@ async fn sigterm_drains_with_1001_on_both_legs_and_exits_0_and_logs_carry_no_cre
     assert_eq!(f["close_reason"], "bye");
     assert_eq!(f["closed_by"], "client");
     assert!(f["duration_ms"].is_u64());
-    assert!(f["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(span["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     let opened = p.wait_line("\"session opened\"").await;
-    assert_eq!(opened["fields"]["session"], f["session"]);
+    assert_eq!(opened["span"]["session"], span["session"]);
+    assert_eq!(span["session"].as_str().map(str::len), Some(16));
     // A refused handshake gets one line with status and cause.
     let _ = tokio_tungstenite::connect_async_tls_with_config(
         format!("wss://localhost:{port}/ws/v1/nosuch/x"),
@@ -616,7 +618,7 @@ async fn peer_chosen_close_codes_are_bucketed_in_the_session_metric() {
         ws.send(Message::text(format!("close:{code}:bye")))
             .await
             .unwrap();
-        let (got, _) = support::read_close(&mut ws).await.unwrap();
+        let (got, _) = crate::support::read_close(&mut ws).await.unwrap();
         assert_eq!(got, code);
     }
     agent.wait_sessions(0).await;

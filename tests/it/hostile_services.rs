@@ -1,11 +1,8 @@
 //! Services that misbehave at the upgrade (RFC 6455 §4.1 client rules): the client gets 502
 //! or 504 with a JSON body, never a 101, and the agent logs one clear line naming the service.
 
-mod hostile_support;
-mod support;
-
-use hostile_support::*;
-use support::*;
+use crate::hostile::*;
+use crate::support::*;
 
 /// Upgrade through the agent to `service` and return (status, JSON body).
 async fn upgrade(agent: &TestAgent, service: &str) -> (u16, serde_json::Value) {

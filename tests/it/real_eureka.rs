@@ -3,21 +3,17 @@
 //! `bash scripts/test.sh`), as child processes on loopback ports chosen at run time.
 //!
 //! Every test runs the agent twice side by side, `registry.format = "json"` and `"xml"`, against
-//! the same server. Tests that start JVMs hold [`spring::JVM_LOCK`] so they run one at a time.
+//! the same server. Tests that start JVMs hold [`crate::spring::JVM_LOCK`] so they run one at a time.
 //! Timing bounds are "one refresh plus the server's response-cache interval" with a margin
 //! for a loaded 2-core machine; each wait starts when the server's own registry (read past its
 //! cache) shows the change.
 
-#[path = "support/spring.rs"]
-mod spring;
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::spring::{RealEureka, SpringService, APP, CACHE_INTERVAL};
+use crate::support::TestAgent;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use spring::{RealEureka, SpringService, APP, CACHE_INTERVAL};
-use support::TestAgent;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The agents' refresh interval.
@@ -135,7 +131,7 @@ async fn echo(ws: &mut Ws, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_spring_instances_are_routed_in_both_url_forms_with_auth_subprotocol_and_query() {
-    let _jvms = spring::JVM_LOCK.lock().await;
+    let _jvms = crate::spring::JVM_LOCK.lock().await;
     let eureka = RealEureka::start().await;
     let _svcs = SpringService::start_all(&eureka, &["dc-a", "dc-b"]).await;
     let agents = agents(&eureka, "").await;
@@ -204,7 +200,7 @@ async fn two_spring_instances_are_routed_in_both_url_forms_with_auth_subprotocol
         }
         // A close code chosen by the service reaches the client.
         ws.send(Message::text("close:4001")).await.unwrap();
-        let (code, _) = support::read_close(&mut ws).await.unwrap();
+        let (code, _) = crate::support::read_close(&mut ws).await.unwrap();
         assert_eq!(code, 4001, "{format}");
     }
 
@@ -255,7 +251,7 @@ async fn two_spring_instances_are_routed_in_both_url_forms_with_auth_subprotocol
 /// DOWN instance is not routed (`Application._shuffleAndStoreInstances` filters on `status`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_full_fetch_over_many_refreshes_also_while_an_instance_is_down_with_an_up_override() {
-    let _jvms = spring::JVM_LOCK.lock().await;
+    let _jvms = crate::spring::JVM_LOCK.lock().await;
     let eureka = RealEureka::start().await;
     let svcs = SpringService::start_all(&eureka, &["dc-a", "dc-b"]).await;
     let agents = agents(&eureka, "").await;
@@ -320,7 +316,7 @@ async fn one_full_fetch_over_many_refreshes_also_while_an_instance_is_down_with_
 /// after a SIGKILL (2 s lease).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_changes_through_the_real_server_reach_routing_within_a_refresh() {
-    let _jvms = spring::JVM_LOCK.lock().await;
+    let _jvms = crate::spring::JVM_LOCK.lock().await;
     let eureka = RealEureka::start().await;
     let mut svcs = SpringService::start_all(&eureka, &["dc-a", "dc-b"]).await;
     let agents = agents(&eureka, "").await;
@@ -389,7 +385,7 @@ async fn status_changes_through_the_real_server_reach_routing_within_a_refresh()
             .connect("/ws/v1/discoverableclient/echo", &[])
             .await
             .unwrap_err();
-        let (status, _) = support::refused(e);
+        let (status, _) = crate::support::refused(e);
         assert!(status == 404 || status == 503, "{format}: {status}");
         assert_eq!(fetches(agent, "reconcile").await, 0, "{format}");
     }
@@ -533,7 +529,7 @@ async fn stop(agent: TestAgent) {
 /// cancel).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_registration_in_the_real_server_heartbeats_stops_and_restarts() {
-    let _jvms = spring::JVM_LOCK.lock().await;
+    let _jvms = crate::spring::JVM_LOCK.lock().await;
     let eureka = RealEureka::start().await;
     let long = Duration::from_secs(20);
     let agent = TestAgent::start_with(
@@ -646,7 +642,7 @@ async fn self_registration_in_the_real_server_heartbeats_stops_and_restarts() {
 /// SIGKILLed (the TCP connection just ends) move to a third one; every session keeps echoing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
-    let _jvms = spring::JVM_LOCK.lock().await;
+    let _jvms = crate::spring::JVM_LOCK.lock().await;
     let eureka = RealEureka::start().await;
     let mut svcs = SpringService::start_all(&eureka, &["dc-a", "dc-b"]).await;
     let agents = agents(
@@ -716,7 +712,7 @@ async fn sessions_move_to_a_live_instance_when_one_stops_and_one_is_killed() {
 /// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_up_403_window_is_retried_until_the_server_serves() {
-    let _jvms = spring::JVM_LOCK.lock().await;
+    let _jvms = crate::spring::JVM_LOCK.lock().await;
     let window = Duration::from_secs(40);
     let eureka = RealEureka::start_with(
         &[

@@ -23,16 +23,14 @@
 //! `target/autobahn/UNAVAILABLE`) or `WSRELAY_SKIP_AUTOBAHN=1` is set: then it prints a loud
 //! SKIPPED line with the reason and checks nothing.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{registry_xml, Inst, TestCert};
 use futures_util::{SinkExt, StreamExt};
-use support::{registry_xml, Inst, TestCert};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;

@@ -1,5 +1,5 @@
 //! Interop: real third-party Eureka clients against the test Eureka server
-//! (`support::eureka::FakeEureka`), then wsrelay routing to the instance they registered.
+//! (`crate::support::eureka::FakeEureka`), then wsrelay routing to the instance they registered.
 //!
 //! * `py-eureka-client` (PyPI) registers, heartbeats, fetches the registry in full and as
 //!   deltas (XML), checks the delta's `apps__hashcode` against its own registry, and cancels.
@@ -10,16 +10,14 @@
 //! the test fails with a message saying so; it is skipped (with the reason printed) only when
 //! `WSRELAY_SKIP_INTEROP=1` is set.
 
-mod support;
-
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::eureka::{FakeEureka, TestInstance};
+use crate::support::{ServiceOptions, TestAgent, TestService};
 use futures_util::{SinkExt, StreamExt};
-use support::eureka::{FakeEureka, TestInstance};
-use support::{ServiceOptions, TestAgent, TestService};
 use tokio_tungstenite::tungstenite::Message;
 
 const SETUP_HINT: &str = "run `bash .ci/run` once (it installs py-eureka-client with pip and eureka-js-client@4.5.0 with npm into target/interop-js), or set WSRELAY_SKIP_INTEROP=1 to skip the interop tests";

@@ -1,5 +1,6 @@
 //! Raw peers for the hostile-input tests: byte-level HTTP and WebSocket frames over real
 //! sockets, so a test can send what no well-behaved library would.
+
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
