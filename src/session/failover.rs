@@ -40,6 +40,9 @@ pub struct SessionFailover {
     /// The negotiated subprotocol, offered alone to the next instance.
     offered: Vec<String>,
     client: ClientSide,
+    /// The session's span: failover lines are logged in it, and its `instance` follows a
+    /// switch.
+    span: tracing::Span,
     /// The instance the last `reconnect` connected to.
     next: Option<Upstream>,
 }
@@ -59,12 +62,14 @@ impl SessionFailover {
         headers: HeaderMap,
         subprotocol: Option<String>,
         client: ClientSide,
+        span: tracing::Span,
     ) -> SessionFailover {
         SessionFailover {
             shared,
             settings,
             session,
             enabled: mode == FailoverMode::Reconnect,
+            span,
             failed: Vec::new(),
             path,
             query,
@@ -148,9 +153,11 @@ impl Reconnect<Ws> for SessionFailover {
                 Err(e) => e.to_string(),
             };
             if n + 1 < tries {
+                let _in_session = self.span.enter();
                 tracing::warn!(attempted = %ep.instance_id, cause = %cause, "failover attempt failed; trying the next instance");
             } else {
                 // The give-up line that follows carries this cause.
+                let _in_session = self.span.enter();
                 tracing::debug!(attempted = %ep.instance_id, cause = %cause, "failover attempt failed; no other instance to try");
             }
             self.failed.push(ep.instance_id.clone());
@@ -170,8 +177,9 @@ impl Reconnect<Ws> for SessionFailover {
         let to_instance = to.instance_id.clone();
         let from = self.session.switch_upstream(to);
         self.count("switched");
-        // Runs inside the session's task: its span now names the new instance.
-        tracing::Span::current().record("instance", tracing::field::display(&to_instance));
+        self.span
+            .record("instance", tracing::field::display(&to_instance));
+        let _in_session = self.span.enter();
         tracing::info!(
             from = %from.instance_id, to = %to_instance, cause = %cause,
             buffered_messages, buffered_bytes,
@@ -182,6 +190,7 @@ impl Reconnect<Ws> for SessionFailover {
 
     fn gave_up(&mut self, cause: &str, code: u16, reason: &str) {
         self.count("failed");
+        let _in_session = self.span.enter();
         tracing::warn!(
             cause = %cause, close_code = code,
             reason = %reason, "session failover failed"

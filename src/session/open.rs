@@ -12,7 +12,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tracing::Instrument;
 
 use super::failover;
 use super::handshake::{self, ClientSide, Connected};
@@ -101,7 +100,8 @@ pub async fn open_session(
     let resp = handshake::switching_protocols(&upgrade.key, conn.protocol.as_ref());
     let (key, id) = shared.sessions.next_id();
     // One span per session: every line it logs carries its id, client, service and instance
-    // (the instance is recorded again when the session fails over).
+    // (the instance is recorded again when the session fails over). Entered for its log lines
+    // only, not around the relay: entering a span on every poll costs the hot path.
     let span = tracing::info_span!(
         "session",
         session = %id,
@@ -165,7 +165,7 @@ pub async fn open_session(
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                tracing::warn!(cause = %e, "client upgrade failed after 101");
+                span.in_scope(|| tracing::warn!(cause = %e, "client upgrade failed after 101"));
                 return;
             }
         };
@@ -179,10 +179,10 @@ pub async fn open_session(
         metrics.sessions_open.get_or_create(&service_label()).inc();
         {
             let up = s.upstream();
-            tracing::info!(
+            span.in_scope(|| tracing::info!(
                 upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
                 "session opened"
-            );
+            ));
         }
         let started = Instant::now();
         let outcome = match failover_ctx {
@@ -199,6 +199,7 @@ pub async fn open_session(
                     headers,
                     s.subprotocol.clone(),
                     client,
+                    span.clone(),
                 );
                 // Boxed: the failover machinery (a whole upstream handshake) must not grow
                 // the task of every session that does not use it.
@@ -216,14 +217,14 @@ pub async fn open_session(
             })
             .inc();
         let v = s.view();
-        tracing::info!(
+        span.in_scope(|| tracing::info!(
             upstream = %v.service_url, failovers = v.failovers, duration_ms = started.elapsed().as_millis() as u64,
             messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,
             closed_by = outcome.closed_by.map_or("gateway", |s| s.as_str()),
             close_code = outcome.code.unwrap_or(1005), close_reason = %outcome.reason,
             "session closed"
-        );
+        ));
         drop(guard);
-    }.instrument(span));
+    });
     Ok(resp)
 }
