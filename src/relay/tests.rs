@@ -228,6 +228,17 @@ fn short_cfg() -> RelayConfig {
     }
 }
 
+/// [`short_cfg`] with keepalive pings every `interval_s` seconds, `timeout_s` to answer.
+fn keepalive_cfg(interval_s: u64, timeout_s: u64) -> RelayConfig {
+    RelayConfig {
+        keepalive: Some(Keepalive {
+            interval: Duration::from_secs(interval_s),
+            timeout: Duration::from_secs(timeout_s),
+        }),
+        ..short_cfg()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn idle_sessions_are_closed_with_1000_and_data_resets_the_timer() {
     let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
@@ -333,12 +344,8 @@ async fn keepalive_does_not_judge_a_leg_the_relay_is_not_reading() {
     let (client, c_leg, s_leg, service) = legs(1 << 20).await;
     let token = CancellationToken::new();
     let cfg = RelayConfig {
-        keepalive: Some(Keepalive {
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(10),
-        }),
         write_timeout: Duration::from_secs(120),
-        ..short_cfg()
+        ..keepalive_cfg(30, 10)
     };
     let relay =
         tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await });
@@ -374,13 +381,7 @@ async fn keepalive_counts_bytes_of_a_message_still_arriving() {
         RelayLeg::new(c, Role::Client, limits),
     );
     let token = CancellationToken::new();
-    let cfg = RelayConfig {
-        keepalive: Some(Keepalive {
-            interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(5),
-        }),
-        ..short_cfg()
-    };
+    let cfg = keepalive_cfg(10, 5);
     let relay =
         tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await });
     // The service: one unmasked 60 KiB binary frame, 1 KiB a second (60 s, four times
@@ -421,13 +422,7 @@ async fn keepalive_counts_bytes_of_a_message_still_arriving() {
 async fn keepalive_pings_both_legs_and_drops_a_client_that_never_answers() {
     let (mut client, c_leg, s_leg, mut service) = legs(1 << 20).await;
     let token = CancellationToken::new();
-    let cfg = RelayConfig {
-        keepalive: Some(Keepalive {
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(10),
-        }),
-        ..short_cfg()
-    };
+    let cfg = keepalive_cfg(30, 10);
     let relay =
         tokio::spawn(async move { relay(c_leg, s_leg, &Counters::default(), &cfg, &token).await });
     // The service keeps reading (so its tungstenite answers the pings) until it gets a close.

@@ -59,6 +59,14 @@ async fn wait_ok(agent: &TestAgent, what: &str) {
     }
 }
 
+/// Replaces `path` as operators and the kubelet do (a new file renamed over it), so the
+/// watcher never reads a half-written file.
+fn atomic_write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 fn big_payload(n: usize) -> Vec<u8> {
     let mut v = vec![b' '; n];
     v[0] = b'{';
@@ -199,15 +207,7 @@ where
     tokio::spawn(async move {
         let mut n = 0;
         while let Ok((mut tcp, _)) = listener.accept().await {
-            // Read the request head.
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tcp.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
-            }
+            crate::support::read_request_head(&mut tcp).await;
             n += 1;
             if n == 1 {
                 let head = format!(
@@ -301,7 +301,7 @@ async fn hostile_registry_files_keep_the_last_good_table() {
     let good = registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.xml");
-    std::fs::write(&path, &good).unwrap();
+    atomic_write(&path, &good).unwrap();
     let agent = TestAgent::start_with(
         &format!(
             "[registry]\nfile = {:?}\nrefresh_interval = \"50ms\"\n",
@@ -316,14 +316,14 @@ async fn hostile_registry_files_keep_the_last_good_table() {
     let cases: Vec<(&str, Writer, &str)> = vec![
         (
             "garbage",
-            Box::new(|p| std::fs::write(p, b"\xff\xfe\x00 not a registry").unwrap()),
+            Box::new(|p| atomic_write(p, b"\xff\xfe\x00 not a registry").unwrap()),
             "neither JSON nor XML",
         ),
         (
             "truncated",
             Box::new({
                 let g = good.clone();
-                move |p| std::fs::write(p, &g.as_bytes()[..g.len() / 2]).unwrap()
+                move |p| atomic_write(p, &g.as_bytes()[..g.len() / 2]).unwrap()
             }),
             "invalid Eureka XML",
         ),
@@ -331,24 +331,26 @@ async fn hostile_registry_files_keep_the_last_good_table() {
             "100 MB",
             // Sparse: refused from its size before it is read.
             Box::new(|p| {
-                let f = std::fs::File::create(p).unwrap();
+                let tmp = p.with_extension("tmp");
+                let f = std::fs::File::create(&tmp).unwrap();
                 f.set_len(100 << 20).unwrap();
+                std::fs::rename(&tmp, p).unwrap();
             }),
             "over the limit",
         ),
         (
             "deeply nested",
-            Box::new(|p| std::fs::write(p, deep_json(1_000_000)).unwrap()),
+            Box::new(|p| atomic_write(p, deep_json(1_000_000)).unwrap()),
             "invalid Eureka JSON",
         ),
         (
             "HTML page",
-            Box::new(|p| std::fs::write(p, LOGIN_PAGE).unwrap()),
+            Box::new(|p| atomic_write(p, LOGIN_PAGE).unwrap()),
             "unexpected root element",
         ),
         (
             "empty",
-            Box::new(|p| std::fs::write(p, b"").unwrap()),
+            Box::new(|p| atomic_write(p, b"").unwrap()),
             "empty",
         ),
         (
@@ -362,7 +364,7 @@ async fn hostile_registry_files_keep_the_last_good_table() {
         let e = wait_error(&agent, what).await;
         assert!(e.contains(cause), "{what}: {e}");
         session_works(&agent).await;
-        std::fs::write(&path, &good).unwrap();
+        atomic_write(&path, &good).unwrap();
         wait_ok(&agent, what).await;
     }
 }

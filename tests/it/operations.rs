@@ -739,7 +739,7 @@ async fn oversized_eureka(
     go: tokio::sync::oneshot::Receiver<()>,
 ) -> (String, tokio::sync::oneshot::Receiver<()>) {
     use std::io::Write as _;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
     let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
@@ -761,14 +761,7 @@ async fn oversized_eureka(
     tokio::spawn(async move {
         let (mut arrived_tx, mut go) = (Some(arrived_tx), Some(go));
         while let Ok((mut tcp, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+            crate::support::read_request_head(&mut tcp).await;
             if let (Some(a), Some(g)) = (arrived_tx.take(), go.take()) {
                 let _ = a.send(());
                 let _ = g.await;

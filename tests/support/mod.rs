@@ -568,3 +568,18 @@ pub fn refused(e: tokio_tungstenite::tungstenite::Error) -> (u16, serde_json::Va
         other => panic!("expected an HTTP refusal, got {other:?}"),
     }
 }
+
+/// Reads an HTTP request head from `tcp` (up to and including the blank line, or until the
+/// connection ends) and returns it; for test servers that answer any request the same way.
+pub async fn read_request_head(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
