@@ -39,10 +39,14 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BytesMut};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data};
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::frame::{
+    self, apply_mask, Head, OP_BINARY, OP_CLOSE, OP_CONTINUE, OP_PING, OP_PONG, OP_TEXT,
+};
 
 /// Frame and message size limits of a leg, in bytes (`limits.max_frame_size`,
 /// `limits.max_message_size`).
@@ -70,22 +74,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const MAX_READ_AHEAD: usize = 256 * 1024;
 /// Queued output above which the sink stops accepting messages until some is written (bytes).
 const WRITE_HIGH_WATER: usize = 16 * 1024;
-
-const OP_CONTINUE: u8 = 0;
-const OP_TEXT: u8 = 1;
-const OP_BINARY: u8 = 2;
-const OP_CLOSE: u8 = 8;
-const OP_PING: u8 = 9;
-const OP_PONG: u8 = 10;
-
-/// A parsed frame header (§5.2).
-#[derive(Debug, Clone, Copy)]
-struct Head {
-    fin: bool,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    len: usize,
-}
 
 /// A fragmented message being received.
 struct Fragments {
@@ -162,35 +150,6 @@ impl<I> Leg<I> {
         self.out.len() - self.out_pos
     }
 
-    /// Appends one frame (FIN set) with payload `a` followed by `b` to the output.
-    fn encode(&mut self, opcode: u8, a: &[u8], b: &[u8]) {
-        let len = a.len() + b.len();
-        self.out.reserve(14 + len);
-        self.out.push(0x80 | opcode);
-        let mask_bit = if self.server { 0 } else { 0x80 };
-        if len < 126 {
-            self.out.push(mask_bit | len as u8);
-        } else if let Ok(l) = u16::try_from(len) {
-            self.out.push(mask_bit | 126);
-            self.out.extend_from_slice(&l.to_be_bytes());
-        } else {
-            self.out.push(mask_bit | 127);
-            self.out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        if self.server {
-            self.out.extend_from_slice(a);
-            self.out.extend_from_slice(b);
-        } else {
-            // §5.3: a fresh, unpredictable masking key per frame.
-            let key: [u8; 4] = rand::random();
-            self.out.extend_from_slice(&key);
-            let start = self.out.len();
-            self.out.extend_from_slice(a);
-            self.out.extend_from_slice(b);
-            apply_mask(&mut self.out[start..], key);
-        }
-    }
-
     fn encode_close(&mut self, frame: Option<&CloseFrame>) {
         // A close the relay sends is also the answer to one received.
         self.close_due = None;
@@ -204,95 +163,17 @@ impl<I> Leg<I> {
         self.close_sent = true;
     }
 
-    /// Parses the next frame header in `rbuf`, if complete, and checks it against the role,
-    /// the limits and the message state.
+    /// The next frame header in `rbuf`, if complete, checked against this leg's role, limits
+    /// and message state ([`frame::parse_head`]).
     fn parse_head(&self) -> Result<Option<(Head, usize)>, WsError> {
-        let buf = &self.rbuf[..];
-        if buf.len() < 2 {
-            return Ok(None);
-        }
-        let (b0, b1) = (buf[0], buf[1]);
-        let masked = b1 & 0x80 != 0;
-        let len7 = b1 & 0x7f;
-        let ext = match len7 {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let size = 2 + ext + if masked { 4 } else { 0 };
-        if buf.len() < size {
-            return Ok(None);
-        }
-        let len = match ext {
-            0 => u64::from(len7),
-            2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
-            _ => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[2..10]);
-                u64::from_be_bytes(b)
-            }
-        };
-        let mask = masked.then(|| {
-            let m = &buf[2 + ext..size];
-            [m[0], m[1], m[2], m[3]]
-        });
-        let fin = b0 & 0x80 != 0;
-        let opcode = b0 & 0x0f;
-        if b0 & 0x70 != 0 {
-            return Err(ProtocolError::NonZeroReservedBits.into());
-        }
-        match opcode {
-            OP_CONTINUE | OP_TEXT | OP_BINARY => {}
-            OP_CLOSE | OP_PING | OP_PONG => {
-                if !fin {
-                    return Err(ProtocolError::FragmentedControlFrame.into());
-                }
-                if len > 125 {
-                    return Err(ProtocolError::ControlFrameTooBig.into());
-                }
-            }
-            3..=7 => return Err(ProtocolError::UnknownDataFrameType(opcode).into()),
-            _ => return Err(ProtocolError::UnknownControlFrameType(opcode).into()),
-        }
-        if self.server && !masked {
-            return Err(ProtocolError::UnmaskedFrameFromClient.into());
-        }
-        if !self.server && masked {
-            return Err(ProtocolError::MaskedFrameFromServer.into());
-        }
-        let too_long = |size: u64, max: usize| {
-            WsError::Capacity(CapacityError::MessageTooLong {
-                size: usize::try_from(size).unwrap_or(usize::MAX),
-                max_size: max,
-            })
-        };
-        let len = match usize::try_from(len) {
-            Ok(l) if l <= self.limits.max_frame_size => l,
-            _ => return Err(too_long(len, self.limits.max_frame_size)),
-        };
-        match (opcode, &self.frag) {
-            (OP_CONTINUE, None) => return Err(ProtocolError::UnexpectedContinueFrame.into()),
-            (OP_TEXT | OP_BINARY, Some(_)) => {
-                return Err(ProtocolError::ExpectedFragment(Data::Continue).into())
-            }
-            _ => {}
-        }
-        if opcode <= OP_BINARY {
-            let so_far = self.frag.as_ref().map_or(0, |f| f.data.len());
-            let total = so_far.saturating_add(len);
-            if total > self.limits.max_message_size {
-                return Err(too_long(total as u64, self.limits.max_message_size));
-            }
-        }
-        Ok(Some((
-            Head {
-                fin,
-                opcode,
-                mask,
-                len,
-            },
-            size,
-        )))
+        let in_message = self.frag.as_ref().map(|f| f.data.len());
+        frame::parse_head(&self.rbuf, self.server, &self.limits, in_message)
+    }
+
+    /// Appends one frame (FIN set) with payload `a` followed by `b` to the output, masked
+    /// in the client role ([`frame::encode`]).
+    fn encode(&mut self, opcode: u8, a: &[u8], b: &[u8]) {
+        frame::encode(&mut self.out, !self.server, opcode, a, b);
     }
 
     /// Takes complete frames from `rbuf` until one yields a message, or more bytes are
@@ -584,23 +465,6 @@ pub(crate) fn poll_read_lazily<IO: AsyncRead + Unpin>(
         *buf = BytesMut::new();
     }
     r
-}
-
-/// XORs `buf` with the masking key `key`, starting at key offset 0 (RFC 6455 §5.3); the same
-/// operation masks and unmasks.
-fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
-    let k = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut chunks = buf.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ k).to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i & 3];
-    }
 }
 
 /// Checks the not yet checked part of a fragmented text message; an incomplete sequence at

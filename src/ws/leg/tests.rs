@@ -1,6 +1,7 @@
 use super::*;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::WebSocketStream;
 
 fn limits(max: usize) -> Limits {
