@@ -41,6 +41,7 @@ pub struct Head {
 ///
 /// # Errors
 /// The `ProtocolError` or `CapacityError::MessageTooLong` of the first rule broken.
+#[inline]
 pub fn parse_head(
     buf: &[u8],
     server: bool,
@@ -136,6 +137,7 @@ pub fn parse_head(
 
 /// Appends one frame (FIN set) with opcode `opcode` and payload `a` followed by `b` to
 /// `out` (§5.2); `masked` (the client role) masks it with a fresh random key (§5.3).
+#[inline]
 pub fn encode(out: &mut Vec<u8>, masked: bool, opcode: u8, a: &[u8], b: &[u8]) {
     let len = a.len() + b.len();
     out.reserve(14 + len);
@@ -166,6 +168,7 @@ pub fn encode(out: &mut Vec<u8>, masked: bool, opcode: u8, a: &[u8], b: &[u8]) {
 
 /// XORs `buf` with the masking key `key`, starting at key offset 0 (RFC 6455 §5.3); the same
 /// operation masks and unmasks.
+#[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     let k = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
