@@ -157,7 +157,13 @@ pub fn switching_protocols<B: Default>(
     resp
 }
 
-/// Request headers never copied to the service.
+/// Request headers never copied to the service: hop-by-hop ones, those wsrelay sets itself,
+/// and the client-certificate identity headers that services using Zowe's `x509`
+/// authentication scheme trust (`X-Certificate-Public`, `X-Certificate-DistinguishedName`,
+/// `X-Certificate-CommonName`, as `X509Scheme.ALL_HEADERS`, and `Client-Cert`, RFC 9440): only
+/// a gateway may set them from a verified certificate, so a client's copies are dropped, as the
+/// Zowe v3 gateway's `HeaderSanitizerFilter` does (issue 16 item 1). Names compare in lower
+/// case (`HeaderName` is lower case).
 fn is_not_forwarded(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -180,6 +186,11 @@ fn is_not_forwarded(name: &HeaderName) -> bool {
             | "x-forwarded-proto"
             | "x-forwarded-host"
             | "x-forwarded-port"
+            | "x-certificate-public"
+            | "x-certificate-distinguishedname"
+            | "x-certificate-commonname"
+            | "client-cert"
+            | "client-cert-chain"
     )
 }
 

@@ -119,6 +119,46 @@ async fn headers_auth_cookie_forwarded_and_subprotocol_negotiated() {
     agent.wait_sessions(0).await;
 }
 
+/// Issue 16 item 1: the identity headers Zowe's x509 scheme trusts (set by the gateway from
+/// a verified client certificate: `X509FilterFactory`, client copies removed by
+/// `HeaderSanitizerFilter`) never reach the service as a client sent them, whatever their case;
+/// other custom headers still pass.
+#[tokio::test]
+async fn client_sent_certificate_identity_headers_are_stripped() {
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let agent = TestAgent::with_registry_file(
+        &registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]),
+        "",
+    )
+    .await;
+    let (mut ws, _) = agent
+        .connect(
+            "/ws/v1/discoverableclient/id",
+            &[
+                ("X-Certificate-Public", "MIIBforged"),
+                ("x-certificate-distinguishedname", "CN=admin,O=victim"),
+                ("X-CERTIFICATE-COMMONNAME", "admin"),
+                ("Client-Cert", ":MIIBforged:"),
+                ("X-Custom", "kept"),
+            ],
+        )
+        .await
+        .unwrap();
+    echo_roundtrip(&mut ws, "identity").await;
+    let seen = svc.last_request();
+    for name in [
+        "x-certificate-public",
+        "x-certificate-distinguishedname",
+        "x-certificate-commonname",
+        "client-cert",
+    ] {
+        assert_eq!(seen.header(name), None, "{name} reached the service");
+    }
+    assert_eq!(seen.header("x-custom"), Some("kept"));
+    ws.close(None).await.unwrap();
+    agent.wait_sessions(0).await;
+}
+
 #[tokio::test]
 async fn wss_upstream_when_secure_port_is_enabled() {
     let svc_cert = TestCert::new();
