@@ -52,6 +52,22 @@ use liveness::*;
 use pump::*;
 pub use split::{split_leg, Half};
 
+/// What the relay needs of a leg (client or service): a `Stream` of received messages, a
+/// `Sink` of messages to send, and its read progress for keepalive
+/// ([`crate::ws::leg::Leg`] is one; tests use it over in-memory pipes).
+pub trait WsPeer:
+    Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + ReadProgress + Unpin
+{
+}
+
+impl<T> WsPeer for T where
+    T: Sink<Message, Error = WsError>
+        + Stream<Item = Result<Message, WsError>>
+        + ReadProgress
+        + Unpin
+{
+}
+
 /// Which leg of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -143,17 +159,8 @@ pub fn relay<'a, C, S>(
     shutdown: &'a CancellationToken,
 ) -> impl std::future::Future<Output = Outcome> + 'a
 where
-    C: Sink<Message, Error = WsError>
-        + ReadProgress
-        + Stream<Item = Result<Message, WsError>>
-        + Unpin
-        + 'a,
-    S: Sink<Message, Error = WsError>
-        + ReadProgress
-        + Stream<Item = Result<Message, WsError>>
-        + Unpin
-        + Send
-        + 'a,
+    C: WsPeer + 'a,
+    S: WsPeer + Send + 'a,
 {
     relay_with_failover(client, service, counters, cfg, shutdown, NoFailover)
 }
@@ -175,16 +182,8 @@ pub fn relay_with_failover<'a, C, S, F>(
     mut f: F,
 ) -> impl std::future::Future<Output = Outcome> + 'a
 where
-    C: Sink<Message, Error = WsError>
-        + ReadProgress
-        + Stream<Item = Result<Message, WsError>>
-        + Unpin
-        + 'a,
-    S: Sink<Message, Error = WsError>
-        + ReadProgress
-        + Stream<Item = Result<Message, WsError>>
-        + Unpin
-        + 'a,
+    C: WsPeer + 'a,
+    S: WsPeer + 'a,
     F: Reconnect<S> + 'a,
 {
     let (mut c_tx, mut c_rx) = split_leg(client);
