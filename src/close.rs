@@ -34,6 +34,25 @@ pub enum HandshakeError {
     /// The service is known but has no UP instance: 503.
     #[error("service {0} has no UP instance")]
     NoInstance(String),
+    /// `X-InstanceId` names no instance of the service: 404 (as Zowe v3's
+    /// `DeterministicLoadBalancer`: "Service instance not found for the provided instance ID").
+    #[error("service {service} has no instance {instance:?} (X-InstanceId)")]
+    UnknownInstance {
+        /// Service id.
+        service: String,
+        /// The requested instance id.
+        instance: String,
+    },
+    /// `X-InstanceId` names an instance that is not UP: 503.
+    #[error("instance {instance:?} of service {service} is {status}, not UP (X-InstanceId)")]
+    InstanceNotUp {
+        /// Service id.
+        service: String,
+        /// The requested instance id.
+        instance: String,
+        /// Its Eureka status.
+        status: &'static str,
+    },
     /// The upstream refused the connection, failed TLS, or broke the handshake: 502.
     #[error("{0}")]
     BadGateway(String),
@@ -74,8 +93,11 @@ impl HandshakeError {
         match self {
             HandshakeError::BadRequest(_) | HandshakeError::BadPath(_) => StatusCode::BAD_REQUEST,
             HandshakeError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
-            HandshakeError::NoRoute => StatusCode::NOT_FOUND,
+            HandshakeError::NoRoute | HandshakeError::UnknownInstance { .. } => {
+                StatusCode::NOT_FOUND
+            }
             HandshakeError::NoInstance(_)
+            | HandshakeError::InstanceNotUp { .. }
             | HandshakeError::ShuttingDown
             | HandshakeError::TooManySessions(_) => StatusCode::SERVICE_UNAVAILABLE,
             HandshakeError::BadGateway(_) | HandshakeError::UpstreamStatus { .. } => {

@@ -84,6 +84,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.log.format != new.log.format {
         keys.push("log.format");
     }
+    if old.routing.websocket_routes != new.routing.websocket_routes {
+        keys.push("routing.websocket_routes");
+    }
     keys
 }
 
@@ -148,9 +151,15 @@ impl Agent {
             st.registry_token = token;
             tracing::info!("registry source restarted with the new settings");
         }
-        self.shared
-            .settings
-            .store(Arc::new(settings(&new, upstream_tls(&new)?)));
+        let mut next = settings(&new, upstream_tls(&new)?);
+        // The same sticky config keeps its table (and so every client's instance).
+        let old = self.shared.settings.load();
+        if let (Some(kept), Some(_)) = (&old.routing.sticky, &next.routing.sticky) {
+            if Some(kept.config()) == new.routing.sticky.as_ref() {
+                next.routing.sticky = Some(Arc::clone(kept));
+            }
+        }
+        self.shared.settings.store(Arc::new(next));
         st.current.store(Arc::new(new.clone()));
         st.config = new;
         Ok(restart)
@@ -283,6 +292,14 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> state::Setting
         max_sessions_per_ip: config.limits.max_sessions_per_ip,
         insecure_skip_verify: config.upstream.insecure_skip_verify,
         failover: config.failover,
+        routing: state::RoutingSettings {
+            instance_id_header: config.routing.instance_id_header,
+            sticky: config
+                .routing
+                .sticky
+                .clone()
+                .map(|c| Arc::new(routing::sticky::StickyTable::new(c))),
+        },
     }
 }
 
@@ -302,6 +319,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         sink: Arc::new(routing::TableSink {
             routes: Arc::clone(&routes),
             insecure_upstream: config.upstream.insecure_skip_verify,
+            scope: config.routing.websocket_routes,
         }),
         status: Arc::clone(&status),
         metrics: metrics.registry.clone(),

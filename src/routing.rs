@@ -6,7 +6,9 @@
 //! - a route is a pair of keys with exactly four dot-separated parts, paired by `<name>`;
 //! - `gatewayUrl` is normalised by trimming whitespace and one leading and one trailing `/`
 //!   (`"/ws/v1/"` → `ws/v1`); `serviceUrl` gets a leading `/` (empty → `/`);
-//! - only routes whose gatewayUrl is `ws` or starts with `ws/` are WebSocket routes;
+//! - which routes accept WebSocket upgrades is [`RouteScope`] (`routing.websocket_routes`):
+//!   by default only routes whose gatewayUrl is `ws` or starts with `ws/`; with `all`, every
+//!   route, as the Zowe v3 gateway (Spring Cloud Gateway) does;
 //! - routes are merged across all instances of a service (first definition of a gatewayUrl wins);
 //! - a request path is either `/{serviceId}/{gatewayUrl}/{path}` (current API ML) or
 //!   `/{gatewayUrl}/{serviceId}/{path}` (v1); the longest matching gatewayUrl wins and serviceId
@@ -27,6 +29,8 @@ use serde::Serialize;
 
 use crate::config::FailoverMode;
 use crate::registry::{Snapshot, Status};
+
+pub mod sticky;
 
 /// URL scheme of an upstream instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,6 +91,39 @@ pub struct Route {
     pub failover: Option<FailoverMode>,
 }
 
+/// Which `apiml.routes.*` routes accept WebSocket upgrades (`routing.websocket_routes`).
+///
+/// Zowe v2's gateway proxied WebSockets only on `ws/...` routes (its `WebSocketProxyServerHandler`
+/// was mapped to them); the v3 gateway is Spring Cloud Gateway, whose `WebsocketRoutingFilter`
+/// upgrades on any route an upgrade request reaches (`/{serviceId}/{gatewayUrl}/**`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteScope {
+    /// Only routes whose gatewayUrl is `ws` or starts with `ws/` (the default: what Zowe v2
+    /// and earlier wsrelay releases route; REST routes stay 404 for upgrades).
+    #[default]
+    WsPrefixed,
+    /// Every route (Zowe v3).
+    All,
+}
+
+impl RouteScope {
+    /// Whether a route with this normalised gatewayUrl accepts upgrades.
+    pub fn admits(self, gateway_url: &str) -> bool {
+        match self {
+            RouteScope::All => true,
+            RouteScope::WsPrefixed => is_ws_gateway_url(gateway_url),
+        }
+    }
+
+    /// `"ws"` or `"all"`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteScope::WsPrefixed => "ws",
+            RouteScope::All => "all",
+        }
+    }
+}
+
 /// The routing table's side of the registry: builds a [`RouteTable`] from each snapshot off to
 /// the side, compares it with the current one, and stores it with one `ArcSwap::store` only
 /// when something changed (wired to the sources in `lib.rs`).
@@ -96,11 +133,13 @@ pub struct TableSink {
     /// `upstream.insecure_skip_verify`: each new table with `wss` instances is logged as a
     /// warning.
     pub insecure_upstream: bool,
+    /// `routing.websocket_routes` (applied at start; a reload asks for a restart).
+    pub scope: RouteScope,
 }
 
 impl crate::registry::SnapshotSink for TableSink {
     fn take(&self, snapshot: &Snapshot, source: &str) -> bool {
-        let table = RouteTable::build(snapshot);
+        let table = RouteTable::build_scoped(snapshot, self.scope);
         if **self.routes.load() == table {
             return false;
         }
@@ -164,18 +203,100 @@ impl Service {
 
     /// Up to `max` UP instances in the order to try them: round-robin over the UP instances
     /// (each call starts one further), then the following ones as failover candidates.
-    pub fn candidates(&self, max: usize) -> impl Iterator<Item = &Endpoint> + '_ {
+    pub fn candidates(&self, max: usize) -> Candidates<'_> {
+        self.candidates_from(None, max)
+    }
+
+    /// As [`Service::candidates`], with the UP instance `preferred` (a sticky session's) first
+    /// when there is one; then the round robin over the others. A `preferred` instance that
+    /// is unknown or not UP is ignored (the round robin alone decides, as Zowe's
+    /// `DeterministicLoadBalancer` does when the cached instance is gone).
+    pub fn candidates_from(&self, preferred: Option<&str>, max: usize) -> Candidates<'_> {
+        let first = preferred.and_then(|id| {
+            self.up
+                .iter()
+                .copied()
+                .find(|&j| self.instances.get(j).is_some_and(|e| e.instance_id == id))
+        });
         let n = self.up.len();
         let start = if n == 0 {
             0
         } else {
             self.cursor.fetch_add(1, Ordering::Relaxed) % n
         };
-        (0..n.min(max)).filter_map(move |i| {
-            self.up
-                .get((start + i) % n)
-                .and_then(|&j| self.instances.get(j))
-        })
+        Candidates {
+            service: self,
+            first,
+            first_pending: true,
+            start,
+            next: 0,
+            left: max.min(n),
+        }
+    }
+
+    /// Exactly the instance `instance_id` (UP or not), as candidates; none when unknown.
+    pub fn only(&self, instance_id: &str) -> Candidates<'_> {
+        let first = self
+            .instances
+            .iter()
+            .position(|e| e.instance_id == instance_id);
+        Candidates {
+            service: self,
+            first,
+            first_pending: true,
+            start: 0,
+            next: self.up.len(),
+            left: usize::from(first.is_some()),
+        }
+    }
+
+    /// The instance registered as `instance_id` (compared exactly, as Zowe v3's
+    /// `DeterministicLoadBalancer.checkInstanceIdHeader`), UP or not.
+    pub fn instance(&self, instance_id: &str) -> Option<&Endpoint> {
+        self.instances.iter().find(|e| e.instance_id == instance_id)
+    }
+}
+
+/// The instances a session tries, in order (see [`Service::candidates_from`]): a plain
+/// iterator over the service's indexes, without allocating.
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    service: &'a Service,
+    /// Index into `instances` of the preferred instance: given first, skipped afterwards.
+    first: Option<usize>,
+    /// Whether `first` is still to be given.
+    first_pending: bool,
+    /// Round-robin start within `up`.
+    start: usize,
+    /// Next offset from `start` within `up`.
+    next: usize,
+    /// Instances still to give.
+    left: usize,
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = &'a Endpoint;
+
+    fn next(&mut self) -> Option<&'a Endpoint> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        if self.first_pending {
+            self.first_pending = false;
+            if let Some(j) = self.first {
+                return self.service.instances.get(j);
+            }
+        }
+        let up = &self.service.up;
+        while self.next < up.len() {
+            let j = up.get((self.start + self.next) % up.len()).copied();
+            self.next += 1;
+            if let Some(j) = j.filter(|&j| Some(j) != self.first) {
+                return self.service.instances.get(j);
+            }
+        }
+        None
     }
 }
 
@@ -269,10 +390,16 @@ fn is_ws_gateway_url(g: &str) -> bool {
 }
 
 impl RouteTable {
-    /// Builds the table from a snapshot. Pure: no I/O, no logging. Services without any
-    /// WebSocket route are left out; services with routes but no UP instance stay in (so a
-    /// request gets 503, not 404).
+    /// Builds the table of `ws/...` routes ([`RouteScope::WsPrefixed`]) from a snapshot; see
+    /// [`RouteTable::build_scoped`].
     pub fn build(snapshot: &Snapshot) -> RouteTable {
+        Self::build_scoped(snapshot, RouteScope::WsPrefixed)
+    }
+
+    /// Builds the table from a snapshot with the routes `scope` admits. Pure: no I/O, no
+    /// logging. Services without any such route are left out; services with routes but no UP
+    /// instance stay in (so a request gets 503, not 404).
+    pub fn build_scoped(snapshot: &Snapshot, scope: RouteScope) -> RouteTable {
         let mut services: HashMap<String, Arc<Service>> =
             HashMap::with_capacity(snapshot.applications.len());
         let mut max_gateway_segments = 0;
@@ -315,7 +442,7 @@ impl RouteTable {
                 for &(name, g, s, f) in &pending {
                     let (Some(g), Some(s)) = (g, s) else { continue };
                     let gateway_url = trim_gateway_url(g);
-                    if !is_ws_gateway_url(gateway_url)
+                    if !scope.admits(gateway_url)
                         || routes.iter().any(|r| r.gateway_url == gateway_url)
                     {
                         continue;
@@ -466,7 +593,11 @@ impl RouteTable {
 }
 
 /// `after` = `"ws/v1/x/y"`, `prefix` = `"ws/v1"` → `Some("x/y")`; matches whole segments only.
+/// An empty `prefix` (gatewayUrl `/`, only under [`RouteScope::All`]) matches everything.
 fn strip_segments<'a>(after: &'a str, prefix: &str) -> Option<&'a str> {
+    if prefix.is_empty() {
+        return Some(after);
+    }
     let tail = after.strip_prefix(prefix)?;
     if tail.is_empty() {
         Some("")

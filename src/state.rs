@@ -69,6 +69,17 @@ pub struct Settings {
     /// `[failover]`: the default mode and the switch limit (buffer and deadline are in
     /// `relay`).
     pub failover: crate::config::FailoverConfig,
+    /// `[routing]`'s instance choice.
+    pub routing: RoutingSettings,
+}
+
+/// How a session's instance is chosen (`routing.instance_id_header`, `routing.sticky*`).
+#[derive(Clone)]
+pub struct RoutingSettings {
+    /// Honour `X-InstanceId`.
+    pub instance_id_header: bool,
+    /// The sticky table; kept across reloads that do not change `routing.sticky*`.
+    pub sticky: Option<Arc<crate::routing::sticky::StickyTable>>,
 }
 
 /// One of the `limits.max_connections` permits, held by a connection's task and, once it is

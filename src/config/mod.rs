@@ -120,6 +120,32 @@ pub struct Config {
     pub keepalive: Option<(Duration, Duration)>,
     /// Session failover to another instance (issue 6).
     pub failover: FailoverConfig,
+    /// Which routes take upgrades and how an instance is chosen (`[routing]`).
+    pub routing: RoutingConfig,
+}
+
+/// `[routing]`: which routes accept WebSocket upgrades and how an instance is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// `routing.websocket_routes`: `ws` (default) or `all`; see [`crate::routing::RouteScope`].
+    /// Applied at start (a reload asks for a restart).
+    pub websocket_routes: crate::routing::RouteScope,
+    /// `routing.instance_id_header` (default true): a request's `X-InstanceId` header names
+    /// the instance to use, as in Zowe v3 (`DeterministicLoadBalancer`); unknown → 404, not
+    /// UP → 503, and no other instance is tried.
+    pub instance_id_header: bool,
+    /// `routing.sticky*`: sticky sessions; `None` (the default) = round robin only.
+    pub sticky: Option<crate::routing::sticky::StickyConfig>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            websocket_routes: crate::routing::RouteScope::WsPrefixed,
+            instance_id_header: true,
+            sticky: None,
+        }
+    }
 }
 
 /// What happens to an open session when its upstream leg ends abnormally (issue 6).

@@ -44,6 +44,26 @@ pub struct RawConfig {
     /// `[failover]`
     #[serde(default)]
     pub failover: RawFailover,
+    /// `[routing]`
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+/// `[routing]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// `routing.websocket_routes`: `"ws"` (default, gatewayUrl `ws` or `ws/...`) or `"all"`.
+    pub websocket_routes: Option<String>,
+    /// `routing.instance_id_header`: honour `X-InstanceId`, default true.
+    pub instance_id_header: Option<bool>,
+    /// `routing.sticky`: `"cookie:NAME"` or `"header:NAME"`; absent = off.
+    pub sticky: Option<String>,
+    /// `routing.sticky_ttl`, default 8h.
+    #[serde(default, with = "humantime_serde")]
+    pub sticky_ttl: Option<Duration>,
+    /// `routing.sticky_max_entries`, default 100000.
+    pub sticky_max_entries: Option<usize>,
 }
 
 /// `[failover]` as written in the file.

@@ -401,3 +401,55 @@ fn example_config_is_valid() {
     let text = std::fs::read_to_string(path).unwrap();
     Config::from_toml(&text, Some(Path::new(path))).unwrap();
 }
+
+#[test]
+fn routing_section_defaults_values_and_errors() {
+    use crate::routing::sticky::StickyKey;
+    use crate::routing::RouteScope;
+    let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+    let c = Config::from_toml(base, None).unwrap();
+    assert_eq!(c.routing, RoutingConfig::default());
+    assert_eq!(c.routing.websocket_routes, RouteScope::WsPrefixed);
+    assert!(c.routing.instance_id_header);
+    assert!(c.routing.sticky.is_none());
+    let c = Config::from_toml(
+        &format!("{base}[routing]\nwebsocket_routes = \"All\"\ninstance_id_header = false\nsticky = \"cookie:apimlAuthenticationToken\"\nsticky_ttl = \"1h\"\nsticky_max_entries = 10\n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.routing.websocket_routes, RouteScope::All);
+    assert!(!c.routing.instance_id_header);
+    let sticky = c.routing.sticky.unwrap();
+    assert_eq!(
+        sticky.key,
+        StickyKey::Cookie("apimlAuthenticationToken".into())
+    );
+    assert_eq!(
+        (sticky.ttl, sticky.max_entries),
+        (Duration::from_secs(3600), 10)
+    );
+    let c = Config::from_toml(&format!("{base}[routing]\nsticky = \"header:X-User\"\n"), None)
+        .unwrap();
+    let sticky = c.routing.sticky.unwrap();
+    assert_eq!(
+        sticky.key,
+        StickyKey::Header(http::HeaderName::from_static("x-user"))
+    );
+    assert_eq!(
+        (sticky.ttl, sticky.max_entries),
+        (Duration::from_secs(8 * 3600), 100_000)
+    );
+    for (body, key) in [
+        ("websocket_routes = \"rest\"", "routing.websocket_routes"),
+        ("sticky = \"user\"", "routing.sticky"),
+        ("sticky = \"cookie:\"", "routing.sticky"),
+        ("sticky = \"cookie:a b\"", "routing.sticky"),
+        ("sticky = \"query:x\"", "routing.sticky"),
+        ("sticky_ttl = \"1h\"", "routing.sticky_ttl"),
+        ("sticky = \"header:x\"\nsticky_max_entries = 0", "routing.sticky_max_entries"),
+        ("sticky = \"header:x\"\nsticky_ttl = \"0s\"", "routing.sticky_ttl"),
+    ] {
+        let e = Config::from_toml(&format!("{base}[routing]\n{body}\n"), None).unwrap_err();
+        assert_eq!(key_of(e), key, "{body}");
+    }
+}

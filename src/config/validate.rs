@@ -257,6 +257,33 @@ pub(super) fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, Config
 }
 
 /// Validates `[eureka.instance]`; `None` when absent or `enabled = false`.
+/// `routing.sticky`: `cookie:NAME` (an RFC 6265 cookie name) or `header:NAME` (an HTTP
+/// field name).
+fn sticky_key(v: &str) -> Result<crate::routing::sticky::StickyKey, ConfigError> {
+    use crate::routing::sticky::StickyKey;
+    let expected = "expected \"cookie:NAME\" or \"header:NAME\", e.g. \"cookie:apimlAuthenticationToken\"";
+    let (kind, name) = v
+        .split_once(':')
+        .ok_or_else(|| invalid("routing.sticky", format!("{v:?}: {expected}")))?;
+    let name = name.trim();
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    match kind.trim() {
+        k if k.eq_ignore_ascii_case("cookie") && token => Ok(StickyKey::Cookie(name.to_owned())),
+        k if k.eq_ignore_ascii_case("header") && token => {
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map(StickyKey::Header)
+                .map_err(|_| invalid("routing.sticky", format!("{name:?} is not a header name")))
+        }
+        _ => Err(invalid(
+            "routing.sticky",
+            format!("{v:?}: {expected} (NAME a token: letters, digits, !#$%&'*+-.^_`|~)"),
+        )),
+    }
+}
+
 pub(super) fn validate_instance(
     raw: RawEureka,
     registry: &RegistryConfig,
@@ -606,6 +633,55 @@ impl RawConfig {
             }
         };
 
+        let routing = {
+            let r = &self.routing;
+            let websocket_routes = match r.websocket_routes.as_deref().map(str::trim) {
+                None => crate::routing::RouteScope::WsPrefixed,
+                Some(v) if v.eq_ignore_ascii_case("ws") => crate::routing::RouteScope::WsPrefixed,
+                Some(v) if v.eq_ignore_ascii_case("all") => crate::routing::RouteScope::All,
+                Some(v) => {
+                    return Err(invalid(
+                        "routing.websocket_routes",
+                        format!("{v:?} is not \"ws\" (gatewayUrl ws or ws/...) or \"all\" (every apiml.routes route)"),
+                    ))
+                }
+            };
+            let sticky = match r.sticky.as_deref().map(str::trim) {
+                None => {
+                    for (key, set) in [
+                        ("routing.sticky_ttl", r.sticky_ttl.is_some()),
+                        ("routing.sticky_max_entries", r.sticky_max_entries.is_some()),
+                    ] {
+                        if set {
+                            return Err(invalid(key, "only applies with routing.sticky"));
+                        }
+                    }
+                    None
+                }
+                Some(v) => {
+                    let key = sticky_key(v)?;
+                    let max_entries = r.sticky_max_entries.unwrap_or(100_000);
+                    if max_entries == 0 {
+                        return Err(invalid("routing.sticky_max_entries", "must be at least 1"));
+                    }
+                    Some(crate::routing::sticky::StickyConfig {
+                        key,
+                        ttl: positive(
+                            "routing.sticky_ttl",
+                            r.sticky_ttl,
+                            Duration::from_secs(8 * 3600),
+                        )?,
+                        max_entries,
+                    })
+                }
+            };
+            RoutingConfig {
+                websocket_routes,
+                instance_id_header: r.instance_id_header.unwrap_or(true),
+                sticky,
+            }
+        };
+
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
             return Err(invalid(
@@ -638,6 +714,7 @@ impl RawConfig {
             shutdown_grace,
             keepalive,
             failover,
+            routing,
         })
     }
 }

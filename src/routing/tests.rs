@@ -138,6 +138,54 @@ fn non_ws_routes_and_unknown_paths_are_not_found() {
     assert_eq!(t.resolve("", None).unwrap_err(), LookupError::NoRoute);
 }
 
+/// `routing.websocket_routes = "all"` (Zowe v3): REST routes take upgrades too, in both URL
+/// forms, and a gatewayUrl of `/` takes everything under the service id.
+#[test]
+fn every_route_takes_upgrades_with_scope_all() {
+    let snapshot = |routes: &[(&str, &str, &str)]| Snapshot {
+        applications: vec![Application {
+            name: "DISCOVERABLECLIENT".into(),
+            instances: vec![inst("a", "host-a", 10012, false, Status::Up, routes)],
+        }],
+        ..Default::default()
+    };
+    let s = snapshot(&[
+        ("ws_v1", "ws/v1", "/discoverableclient/ws"),
+        ("api_v1", "api/v1", "/discoverableclient/api/v1"),
+    ]);
+    let ws = RouteTable::build_scoped(&s, RouteScope::WsPrefixed);
+    let all = RouteTable::build_scoped(&s, RouteScope::All);
+    assert_eq!(
+        ws.resolve("/discoverableclient/api/v1/x", None).unwrap_err(),
+        LookupError::NoRoute
+    );
+    for p in ["/discoverableclient/api/v1/x", "/api/v1/discoverableclient/x"] {
+        assert_eq!(
+            all.resolve(p, Some("q=1")).unwrap().upstream_path,
+            "/discoverableclient/api/v1/x?q=1",
+            "{p}"
+        );
+    }
+    assert_eq!(
+        all.resolve("/discoverableclient/ws/v1/y", None)
+            .unwrap()
+            .upstream_path,
+        "/discoverableclient/ws/y"
+    );
+    // A REST-only service is routable with `all` only.
+    let rest = snapshot(&[("api_v1", "api/v1", "/svc/api")]);
+    assert!(RouteTable::build_scoped(&rest, RouteScope::WsPrefixed).is_empty());
+    assert_eq!(RouteTable::build_scoped(&rest, RouteScope::All).len(), 1);
+    // gatewayUrl "/" (the whole service): everything under /{serviceId}/.
+    let root = RouteTable::build_scoped(&snapshot(&[("root", "/", "/app")]), RouteScope::All);
+    assert_eq!(
+        root.resolve("/discoverableclient/a/b", None)
+            .unwrap()
+            .upstream_path,
+        "/app/a/b"
+    );
+}
+
 #[test]
 fn traversal_is_rejected() {
     let t = dc();
@@ -322,4 +370,36 @@ fn normalisation() {
     assert_eq!(normalize_gateway_url("  /ws/v1/ "), "ws/v1");
     assert_eq!(normalize_service_url(""), "/");
     assert_eq!(normalize_service_url("a/b"), "/a/b");
+}
+
+/// A sticky preference comes first while UP, then the round robin without it; `only` gives
+/// exactly the named instance (`X-InstanceId`).
+#[test]
+fn preferred_instance_first_and_only() {
+    let t = table(vec![(
+        "SVC",
+        vec![
+            inst("1", "h1", 8001, false, Status::Up, &[("w", "ws", "/s")]),
+            inst("2", "h2", 8002, false, Status::Up, &[]),
+            inst("3", "h3", 8003, false, Status::Up, &[]),
+            inst("4", "h4", 8004, false, Status::Down, &[]),
+        ],
+    )]);
+    let svc = t.resolve("/svc/ws/x", None).unwrap().service;
+    let ids = |c: Candidates<'_>| c.map(|e| e.instance_id.clone()).collect::<Vec<_>>();
+    for _ in 0..3 {
+        let got = ids(svc.candidates_from(Some("2"), 9));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], "2");
+        assert!(got[1..].contains(&"1".to_owned()) && got[1..].contains(&"3".to_owned()));
+        assert_eq!(ids(svc.candidates_from(Some("2"), 1)), ["2"]);
+    }
+    // Not UP or unknown: the round robin alone.
+    assert_eq!(ids(svc.candidates_from(Some("4"), 9)).len(), 3);
+    assert!(!ids(svc.candidates_from(Some("4"), 9)).contains(&"4".to_owned()));
+    assert_eq!(ids(svc.candidates_from(Some("nope"), 9)).len(), 3);
+    assert_eq!(ids(svc.only("4")), ["4"]);
+    assert_eq!(ids(svc.only("3")), ["3"]);
+    assert!(ids(svc.only("x")).is_empty());
+    assert_eq!(svc.instance("4").map(|e| e.status), Some(Status::Down));
 }

@@ -20,6 +20,7 @@ use crate::close::Ending;
 use crate::config::FailoverMode;
 use crate::metrics::FailoverLabels;
 use crate::relay::{Reconnect, Refused};
+use crate::routing::sticky::StickyTable;
 use crate::session::table::{SessionInfo, Upstream};
 use crate::state::{Settings, Shared};
 
@@ -45,6 +46,9 @@ pub struct SessionFailover {
     span: tracing::Span,
     /// The instance the last `reconnect` connected to.
     next: Option<Upstream>,
+    /// The session's sticky slot (`routing.sticky`): its instance is tried first while UP,
+    /// and a switch re-sticks the slot to the new instance.
+    sticky: Option<(Arc<StickyTable>, u64)>,
 }
 
 impl SessionFailover {
@@ -77,7 +81,14 @@ impl SessionFailover {
             offered: subprotocol.into_iter().collect(),
             client,
             next: None,
+            sticky: None,
         }
+    }
+
+    /// Sets the session's sticky slot (see the field).
+    pub fn with_sticky(mut self, sticky: Option<(Arc<StickyTable>, u64)>) -> SessionFailover {
+        self.sticky = sticky;
+        self
     }
 
     fn count(&self, result: &'static str) {
@@ -113,8 +124,9 @@ impl Reconnect<Ws> for SessionFailover {
                 Refused::from(Ending::NoInstanceLeft(&format!("the route is gone: {e}")))
             })?;
         let service = &resolved.service;
+        let preferred = self.sticky.as_ref().and_then(|(t, slot)| t.get(*slot));
         let candidates: Vec<_> = service
-            .candidates(usize::MAX)
+            .candidates_from(preferred.as_deref(), usize::MAX)
             .filter(|ep| !self.failed.contains(&ep.instance_id))
             .cloned()
             .collect();
@@ -175,6 +187,9 @@ impl Reconnect<Ws> for SessionFailover {
             return;
         };
         let to_instance = to.instance_id.clone();
+        if let Some((table, slot)) = &self.sticky {
+            table.set(*slot, &to_instance);
+        }
         let from = self.session.switch_upstream(to);
         self.count("switched");
         self.span

@@ -58,12 +58,29 @@ pub async fn open_session(
     let resolved = table.resolve(req.uri().path(), req.uri().query())?;
     let upgrade = handshake::validate_upgrade(&req)?;
     let service = &resolved.service;
-    if service.up_count() == 0 {
+    // `X-InstanceId` pins the instance (Zowe v3); otherwise a sticky key prefers the instance
+    // it reached last, then the round robin.
+    let pinned = match settings.routing.instance_id_header {
+        true => pinned_instance(req.headers(), service)?,
+        false => None,
+    };
+    let sticky = match (&settings.routing.sticky, pinned) {
+        (Some(table), None) => table
+            .slot(&service.service_id.to_ascii_lowercase(), req.headers())
+            .map(|slot| (Arc::clone(table), slot)),
+        _ => None,
+    };
+    if pinned.is_none() && service.up_count() == 0 {
         return Err(HandshakeError::NoInstance(service.service_id.clone()));
     }
+    let preferred = sticky.as_ref().and_then(|(t, slot)| t.get(*slot));
+    let candidates = match pinned {
+        Some(ep) => service.only(&ep.instance_id),
+        None => service.candidates_from(preferred.as_deref(), settings.max_attempts),
+    };
     let mut last_err = None;
     let mut connected: Option<(Connected, &crate::routing::Endpoint)> = None;
-    let mut candidates = service.candidates(settings.max_attempts).peekable();
+    let mut candidates = candidates.peekable();
     while let Some(ep) = candidates.next() {
         match handshake::connect(
             ep,
@@ -97,6 +114,9 @@ pub async fn open_session(
             last_err.unwrap_or_else(|| HandshakeError::NoInstance(service.service_id.clone()))
         );
     };
+    if let Some((table, slot)) = &sticky {
+        table.set(*slot, &ep.instance_id);
+    }
     let resp = handshake::switching_protocols(&upgrade.key, conn.protocol.as_ref());
     let (key, id) = shared.sessions.next_id();
     // One span per session: every line it logs carries its id, client, service and instance
@@ -128,10 +148,14 @@ pub async fn open_session(
         started_at: SystemTime::now(),
         counters: Counters::default(),
     };
-    let mode = resolved
-        .route()
-        .and_then(|r| r.failover)
-        .unwrap_or(settings.failover.mode);
+    // A session pinned with `X-InstanceId` stays on that instance: it does not fail over.
+    let mode = match pinned {
+        Some(_) => FailoverMode::Close,
+        None => resolved
+            .route()
+            .and_then(|r| r.failover)
+            .unwrap_or(settings.failover.mode),
+    };
     // Only a session that may fail over keeps what a reconnect needs.
     // Boxed: a session task keeps what it captured for its whole life.
     let failover_ctx = (mode == FailoverMode::Reconnect).then(|| {
@@ -140,6 +164,7 @@ pub async fn open_session(
             req.uri().query().map(str::to_owned),
             req.headers().clone(),
             client,
+            sticky,
         ))
     });
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -188,7 +213,7 @@ pub async fn open_session(
         let outcome = match failover_ctx {
             None => relay::relay(client_ws, *service_leg, &s.counters, &settings.relay, &shared2.shutdown).await,
             Some(ctx) => {
-                let (path, query, headers, client) = *ctx;
+                let (path, query, headers, client, sticky) = *ctx;
                 let f = failover::SessionFailover::new(
                     Arc::clone(&shared2),
                     Arc::clone(&settings),
@@ -200,7 +225,8 @@ pub async fn open_session(
                     s.subprotocol.clone(),
                     client,
                     span.clone(),
-                );
+                )
+                .with_sticky(sticky);
                 // Boxed: the failover machinery (a whole upstream handshake) must not grow
                 // the task of every session that does not use it.
                 Box::pin(relay::relay_with_failover(client_ws, *service_leg, &s.counters, &settings.relay, &shared2.shutdown, f)).await
@@ -227,4 +253,50 @@ pub async fn open_session(
         drop(guard);
     });
     Ok(resp)
+}
+
+/// The request header that names the instance to use (Zowe v3's `DeterministicLoadBalancer`).
+const INSTANCE_ID_HEADER: &str = "x-instanceid";
+
+/// The instance `X-InstanceId` names, if the request has the header (an empty one counts as
+/// absent).
+///
+/// # Errors
+/// [`HandshakeError::UnknownInstance`] (404) when the service has no such instance,
+/// [`HandshakeError::InstanceNotUp`] (503) when it is not UP, and
+/// [`HandshakeError::BadRequest`] for a value that is not visible ASCII or repeated headers.
+fn pinned_instance<'s>(
+    headers: &http::HeaderMap,
+    service: &'s crate::routing::Service,
+) -> Result<Option<&'s crate::routing::Endpoint>, HandshakeError> {
+    let mut values = headers.get_all(INSTANCE_ID_HEADER).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return match headers.contains_key(INSTANCE_ID_HEADER) {
+            true => Err(HandshakeError::BadRequest(
+                "more than one X-InstanceId header".into(),
+            )),
+            false => Ok(None),
+        };
+    };
+    let id = v
+        .to_str()
+        .map_err(|_| HandshakeError::BadRequest("X-InstanceId is not visible ASCII".into()))?
+        .trim();
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let ep = service
+        .instance(id)
+        .ok_or_else(|| HandshakeError::UnknownInstance {
+            service: service.service_id.clone(),
+            instance: id.to_owned(),
+        })?;
+    if ep.status != crate::registry::Status::Up {
+        return Err(HandshakeError::InstanceNotUp {
+            service: service.service_id.clone(),
+            instance: id.to_owned(),
+            status: ep.status.as_str(),
+        });
+    }
+    Ok(Some(ep))
 }

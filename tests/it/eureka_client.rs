@@ -58,6 +58,7 @@ fn publisher() -> Wired {
             sink: Arc::new(wsrelay::routing::TableSink {
                 routes: Arc::clone(&routes),
                 insecure_upstream: false,
+                scope: wsrelay::routing::RouteScope::WsPrefixed,
             }),
             status: Arc::new(RegistryStatus::default()),
             metrics: RegistryMetrics::default(),

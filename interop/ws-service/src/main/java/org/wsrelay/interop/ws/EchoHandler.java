@@ -11,7 +11,10 @@ import org.springframework.web.socket.handler.AbstractWebSocketHandler;
 /**
  * Echoes every text and binary message. The text message {@code info} is answered with a JSON
  * object describing the session as this service received it: {@code instanceId}, {@code path},
- * {@code query}, {@code authorization}, {@code subprotocol}, {@code host}. The text
+ * {@code query}, {@code authorization}, {@code subprotocol}, {@code host}, {@code origin}, and the
+ * client-certificate headers a gateway sets for Zowe's {@code x509} scheme
+ * ({@code X-Certificate-Public}, {@code X-Certificate-DistinguishedName},
+ * {@code X-Certificate-CommonName}, {@code Client-Cert}). The text
  * {@code close:CODE} makes the service close with that close code.
  */
 class EchoHandler extends AbstractWebSocketHandler {
@@ -47,6 +50,12 @@ class EchoHandler extends AbstractWebSocketHandler {
         field(b, "authorization", session.getHandshakeHeaders().getFirst("Authorization"));
         field(b, "subprotocol", session.getAcceptedProtocol());
         field(b, "host", session.getHandshakeHeaders().getFirst("Host"));
+        field(b, "origin", session.getHandshakeHeaders().getFirst("Origin"));
+        field(b, "certificatePublic", session.getHandshakeHeaders().getFirst("X-Certificate-Public"));
+        field(b, "certificateDistinguishedName",
+                session.getHandshakeHeaders().getFirst("X-Certificate-DistinguishedName"));
+        field(b, "certificateCommonName", session.getHandshakeHeaders().getFirst("X-Certificate-CommonName"));
+        field(b, "clientCert", session.getHandshakeHeaders().getFirst("Client-Cert"));
         b.setLength(b.length() - 1);
         return b.append('}').toString();
     }

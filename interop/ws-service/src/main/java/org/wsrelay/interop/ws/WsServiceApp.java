@@ -12,7 +12,8 @@ import org.springframework.web.socket.server.support.DefaultHandshakeHandler;
 
 /**
  * A WebSocket service like Zowe's discoverable client: an echo endpoint under
- * {@code /discoverableclient/ws/}, registered in Eureka by the real Spring Cloud Netflix client
+ * {@code /discoverableclient/ws/} (and under the REST route's {@code /discoverableclient/api/v1/},
+ * which a Zowe v3 gateway also upgrades), registered in Eureka by the real Spring Cloud Netflix client
  * with the {@code apiml.routes.ws_v1} metadata of {@code application.yml}.
  *
  * <p>Command line: {@code --server.port=N --instance-id=ID --eureka.client.service-url.defaultZone=URL}.
@@ -38,7 +39,8 @@ public class WsServiceApp implements WebSocketConfigurer {
         handshake.setSupportedProtocols(
                 Arrays.stream(subprotocols.split(",")).map(String::trim).filter(s -> !s.isEmpty())
                         .toArray(String[]::new));
-        registry.addHandler(new EchoHandler(instanceId), "/discoverableclient/ws", "/discoverableclient/ws/**")
+        registry.addHandler(new EchoHandler(instanceId), "/discoverableclient/ws", "/discoverableclient/ws/**",
+                        "/discoverableclient/api/v1/**")
                 .setHandshakeHandler(handshake)
                 .setAllowedOriginPatterns("*");
     }
