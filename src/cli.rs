@@ -137,10 +137,11 @@ pub fn render_sessions(v: &Value) -> String {
     for sess in v.as_array().map(Vec::as_slice).unwrap_or(&[]) {
         rows.push(vec![
             s(sess, "sessionId"),
-            s(sess, "clientAddress"),
+            // `/127.0.0.1:5` (Java's form) without the slash; the URI's path and query only.
+            s(sess, "clientAddress").trim_start_matches('/').to_owned(),
             s(sess, "serviceId"),
             s(sess, "instanceId"),
-            s(sess, "gatewayPath"),
+            uri_path(&s(sess, "gatewayPath")).to_owned(),
             s(sess, "startedAt"),
             format!("{}/{}", s(sess, "messagesIn"), s(sess, "bytesIn")),
             format!("{}/{}", s(sess, "messagesOut"), s(sess, "bytesOut")),
@@ -152,6 +153,14 @@ pub fn render_sessions(v: &Value) -> String {
         table(&rows),
         if n == 1 { "" } else { "s" }
     )
+}
+
+/// `wss://gw:10010/ws/v1/s?x=1` → `/ws/v1/s?x=1`; anything else as it is.
+fn uri_path(uri: &str) -> &str {
+    match uri.split_once("://") {
+        Some((_, rest)) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
+        None => uri,
+    }
 }
 
 /// Renders `/application/routes` as a table: one line per route and instance.
@@ -198,8 +207,8 @@ mod tests {
 
     #[test]
     fn sessions_table_is_aligned() {
-        let v = json!([{"sessionId":"01","clientAddress":"127.0.0.1:5","serviceId":"S","instanceId":"i-1",
-            "gatewayPath":"/ws/v1/s","startedAt":"2026-01-01T00:00:00.000Z","messagesIn":1,"bytesIn":5,
+        let v = json!([{"sessionId":"01","clientAddress":"/127.0.0.1:5","serviceId":"S","instanceId":"i-1",
+            "gatewayPath":"wss://gw:10010/ws/v1/s","startedAt":"2026-01-01T00:00:00.000Z","messagesIn":1,"bytesIn":5,
             "messagesOut":2,"bytesOut":10}]);
         let out = render_sessions(&v);
         let lines: Vec<&str> = out.lines().collect();
@@ -207,6 +216,7 @@ mod tests {
         assert!(lines[0].starts_with("SESSION  CLIENT"));
         assert_eq!(lines[0].find("CLIENT"), lines[1].find("127.0.0.1:5"));
         assert!(lines[1].ends_with("1/5            2/10"), "{}", lines[1]);
+        assert!(lines[1].contains("  /ws/v1/s  "), "{}", lines[1]);
         assert_eq!(lines[2], "1 live session");
         assert!(render_sessions(&json!([])).ends_with("0 live sessions\n"));
     }

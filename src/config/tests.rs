@@ -428,8 +428,11 @@ fn routing_section_defaults_values_and_errors() {
         (sticky.ttl, sticky.max_entries),
         (Duration::from_secs(3600), 10)
     );
-    let c = Config::from_toml(&format!("{base}[routing]\nsticky = \"header:X-User\"\n"), None)
-        .unwrap();
+    let c = Config::from_toml(
+        &format!("{base}[routing]\nsticky = \"header:X-User\"\n"),
+        None,
+    )
+    .unwrap();
     let sticky = c.routing.sticky.unwrap();
     assert_eq!(
         sticky.key,
@@ -446,8 +449,14 @@ fn routing_section_defaults_values_and_errors() {
         ("sticky = \"cookie:a b\"", "routing.sticky"),
         ("sticky = \"query:x\"", "routing.sticky"),
         ("sticky_ttl = \"1h\"", "routing.sticky_ttl"),
-        ("sticky = \"header:x\"\nsticky_max_entries = 0", "routing.sticky_max_entries"),
-        ("sticky = \"header:x\"\nsticky_ttl = \"0s\"", "routing.sticky_ttl"),
+        (
+            "sticky = \"header:x\"\nsticky_max_entries = 0",
+            "routing.sticky_max_entries",
+        ),
+        (
+            "sticky = \"header:x\"\nsticky_ttl = \"0s\"",
+            "routing.sticky_ttl",
+        ),
     ] {
         let e = Config::from_toml(&format!("{base}[routing]\n{body}\n"), None).unwrap_err();
         assert_eq!(key_of(e), key, "{body}");

@@ -261,7 +261,8 @@ pub(super) fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, Config
 /// field name).
 fn sticky_key(v: &str) -> Result<crate::routing::sticky::StickyKey, ConfigError> {
     use crate::routing::sticky::StickyKey;
-    let expected = "expected \"cookie:NAME\" or \"header:NAME\", e.g. \"cookie:apimlAuthenticationToken\"";
+    let expected =
+        "expected \"cookie:NAME\" or \"header:NAME\", e.g. \"cookie:apimlAuthenticationToken\"";
     let (kind, name) = v
         .split_once(':')
         .ok_or_else(|| invalid("routing.sticky", format!("{v:?}: {expected}")))?;

@@ -176,11 +176,20 @@ mod tests {
         ]);
         assert_eq!(c.value(&h), Some(&b"tok"[..]));
         assert_eq!(
-            c.value(&headers(&[("cookie", "a=1"), ("cookie", "apimlAuthenticationToken=t2")])),
+            c.value(&headers(&[
+                ("cookie", "a=1"),
+                ("cookie", "apimlAuthenticationToken=t2")
+            ])),
             Some(&b"t2"[..])
         );
-        assert_eq!(c.value(&headers(&[("cookie", "apimlAuthenticationToken=")])), None);
-        assert_eq!(c.value(&headers(&[("cookie", "xapimlAuthenticationToken=1")])), None);
+        assert_eq!(
+            c.value(&headers(&[("cookie", "apimlAuthenticationToken=")])),
+            None
+        );
+        assert_eq!(
+            c.value(&headers(&[("cookie", "xapimlAuthenticationToken=1")])),
+            None
+        );
         let x = StickyKey::Header(HeaderName::from_static("x-user"));
         assert_eq!(x.value(&h), Some(&b"alice"[..]));
         assert_eq!(x.value(&HeaderMap::new()), None);
@@ -201,7 +210,11 @@ mod tests {
         t.set(slot("bob", "svc"), "i-2");
         t.set(slot("carol", "svc"), "i-1");
         assert_eq!(t.len(), 2, "bounded");
-        assert_eq!(t.get(slot("alice", "svc")), None, "least recently used went first");
+        assert_eq!(
+            t.get(slot("alice", "svc")),
+            None,
+            "least recently used went first"
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(t.get(slot("bob", "svc")), None, "expired");
         assert_eq!(t.len(), 1);

@@ -156,10 +156,14 @@ fn every_route_takes_upgrades_with_scope_all() {
     let ws = RouteTable::build_scoped(&s, RouteScope::WsPrefixed);
     let all = RouteTable::build_scoped(&s, RouteScope::All);
     assert_eq!(
-        ws.resolve("/discoverableclient/api/v1/x", None).unwrap_err(),
+        ws.resolve("/discoverableclient/api/v1/x", None)
+            .unwrap_err(),
         LookupError::NoRoute
     );
-    for p in ["/discoverableclient/api/v1/x", "/api/v1/discoverableclient/x"] {
+    for p in [
+        "/discoverableclient/api/v1/x",
+        "/api/v1/discoverableclient/x",
+    ] {
         assert_eq!(
             all.resolve(p, Some("q=1")).unwrap().upstream_path,
             "/discoverableclient/api/v1/x?q=1",

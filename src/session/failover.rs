@@ -158,6 +158,7 @@ impl Reconnect<Ws> for SessionFailover {
                     self.next = Some(Upstream {
                         instance_id: ep.instance_id.clone(),
                         service_url: handshake::upstream_url(&ep, &resolved.upstream_path),
+                        local_addr: c.local_addr,
                     });
                     return Ok(c.ws);
                 }

@@ -311,6 +311,8 @@ pub struct Connected {
     pub protocol: Option<HeaderValue>,
     /// Time from the start of the TCP connect to the 101 answer.
     pub elapsed: Duration,
+    /// The connection's local address (the client address the service sees).
+    pub local_addr: Option<SocketAddr>,
 }
 
 /// Whether a failed attempt may be retried on another instance (connect-level failures only;
@@ -320,6 +322,24 @@ pub fn is_retryable(e: &HandshakeError) -> bool {
         e,
         HandshakeError::BadGateway(_) | HandshakeError::GatewayTimeout(_)
     )
+}
+
+/// The URI a client asked for, as Tomcat's `WsHandshakeRequest.buildRequestUri` writes it
+/// (Zowe v2's `gatewayPath`): `ws` or `wss`, the `Host` header (the listener's port when it has
+/// none), the path and the query as sent, e.g. `wss://gw:10010/ws/v1/svc/echo?x=1`.
+pub fn request_uri<B>(req: &Request<B>, client: ClientSide) -> String {
+    let scheme = if client.tls { "wss" } else { "ws" };
+    let uri = req.uri();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty());
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    match host {
+        Some(h) => format!("{scheme}://{h}{pq}"),
+        None => format!("{scheme}://localhost:{}{pq}", client.local_port),
+    }
 }
 
 /// The URL of the service leg, e.g. `wss://host:10012/discoverableclient/ws/echo?x=1`.
@@ -372,6 +392,7 @@ pub async fn connect(
         Ok(Ok(t)) => t,
     };
     let _ = tcp.set_nodelay(true);
+    let local_addr = tcp.local_addr().ok();
     let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let req = upstream_request(ep, path, client_headers, offered, client, &key)?;
 
@@ -460,6 +481,7 @@ pub async fn connect(
         ws,
         protocol,
         elapsed: started.elapsed(),
+        local_addr,
     })
 }
 

@@ -132,10 +132,11 @@ pub async fn open_session(
     let info = SessionInfo {
         id,
         client: client.peer,
-        gateway_path: req.uri().path().to_owned(),
+        gateway_path: handshake::request_uri(&req, client),
         upstream: std::sync::Mutex::new(Upstream {
             instance_id: ep.instance_id.clone(),
             service_url: handshake::upstream_url(ep, &resolved.upstream_path),
+            local_addr: conn.local_addr,
         }),
         failovers: AtomicU32::new(0),
         service_id: service.service_id.clone(),

@@ -21,7 +21,9 @@ pub struct SessionInfo {
     pub id: String,
     /// The client's socket address.
     pub client: SocketAddr,
-    /// The path the client asked for, e.g. `/ws/v1/discoverableclient/echo`.
+    /// The URI the client asked for, as Zowe v2's `WebSocketActuatorEndpoint` shows it (the
+    /// request URI Tomcat's `WsHandshakeRequest` builds): scheme, `Host`, path and query, e.g.
+    /// `wss://gw:10010/ws/v1/discoverableclient/echo?x=1`.
     pub gateway_path: String,
     /// The instance the session is connected to now; it changes when the session fails over
     /// (see [`SessionInfo::switch_upstream`]).
@@ -47,6 +49,38 @@ pub struct Upstream {
     pub instance_id: String,
     /// The upstream URL, e.g. `ws://host:10012/discoverableclient/ws/echo`.
     pub service_url: String,
+    /// The service leg's local socket address: the client address the service sees for this
+    /// session (`serviceSessionId`).
+    pub local_addr: Option<SocketAddr>,
+}
+
+/// A socket address as Java's `InetSocketAddress.toString()` writes an address without a host
+/// name: `/127.0.0.1:5555`, `/[0:0:0:0:0:0:0:1]:5555` (IPv6 in Java's uncompressed
+/// `Inet6Address.getHostAddress` form; an IPv4-mapped address as the IPv4 address, as Java's
+/// `InetAddress` does).
+pub fn java_socket_address(addr: SocketAddr) -> String {
+    use std::fmt::Write;
+    let ip = match addr.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr.ip(), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let mut out = String::with_capacity(48);
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let _ = write!(out, "/{v4}:{}", addr.port());
+        }
+        std::net::IpAddr::V6(v6) => {
+            out.push_str("/[");
+            for (i, seg) in v6.segments().iter().enumerate() {
+                if i > 0 {
+                    out.push(':');
+                }
+                let _ = write!(out, "{seg:x}");
+            }
+            let _ = write!(out, "]:{}", addr.port());
+        }
+    }
+    out
 }
 
 /// The JSON shape of one session: the reference gateway's keys (`sessionId`, `clientAddress`,
@@ -56,15 +90,18 @@ pub struct Upstream {
 pub struct SessionView {
     /// Session id.
     pub session_id: String,
-    /// `ip:port` of the client.
+    /// The client's address as Java's `InetSocketAddress.toString()` writes it
+    /// (`/127.0.0.1:5555`), as in Zowe v2.
     pub client_address: String,
-    /// Path the client used.
+    /// The URI the client used: scheme, host, path and query
+    /// (`wss://gw:10010/ws/v1/discoverableclient/echo?x=1`), as in Zowe v2.
     pub gateway_path: String,
     /// Upstream URL.
     pub service_url: String,
-    /// The service-side session id; wsrelay keeps one upstream connection per session, so
-    /// this equals `sessionId`.
-    pub service_session_id: String,
+    /// The service side of the session: the service leg's local address in the same form as
+    /// `clientAddress`, which is the client address the service's own logs and session show
+    /// (Zowe v2 gives the service-side session's id); it changes on failover.
+    pub service_session_id: Option<String>,
     /// Eureka service id.
     pub service_id: String,
     /// Eureka instance id.
@@ -109,10 +146,10 @@ impl SessionInfo {
         let up = self.upstream();
         SessionView {
             session_id: self.id.clone(),
-            client_address: self.client.to_string(),
+            client_address: java_socket_address(self.client),
             gateway_path: self.gateway_path.clone(),
             service_url: up.service_url,
-            service_session_id: self.id.clone(),
+            service_session_id: up.local_addr.map(java_socket_address),
             service_id: self.service_id.clone(),
             instance_id: up.instance_id,
             route: self.route.clone(),
@@ -285,6 +322,15 @@ impl Drop for SessionGuard {
 mod tests {
     use super::*;
 
+    #[test]
+    fn addresses_are_written_as_java_writes_them() {
+        let a = |s: &str| java_socket_address(s.parse().unwrap());
+        assert_eq!(a("127.0.0.1:5555"), "/127.0.0.1:5555");
+        assert_eq!(a("[::1]:80"), "/[0:0:0:0:0:0:0:1]:80");
+        assert_eq!(a("[2001:db8::a:0:1]:443"), "/[2001:db8:0:0:0:a:0:1]:443");
+        assert_eq!(a("[::ffff:10.0.0.7]:9"), "/10.0.0.7:9");
+    }
+
     fn info(id: String) -> SessionInfo {
         SessionInfo {
             id,
@@ -293,6 +339,7 @@ mod tests {
             upstream: Mutex::new(Upstream {
                 instance_id: "i".into(),
                 service_url: "ws://h:1/p".into(),
+                local_addr: None,
             }),
             failovers: AtomicU32::new(0),
             service_id: "S".into(),

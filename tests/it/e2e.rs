@@ -107,7 +107,23 @@ async fn headers_auth_cookie_forwarded_and_subprotocol_negotiated() {
     let s = &sessions[0];
     assert_eq!(s["serviceId"], "DISCOVERABLECLIENT");
     assert_eq!(s["instanceId"], "dc-1");
-    assert_eq!(s["gatewayPath"], "/ws/v1/discoverableclient/chat");
+    // The Zowe v2 forms: the whole request URI, and the client as Java writes an address.
+    assert_eq!(
+        s["gatewayPath"],
+        format!("wss://localhost:{port}/ws/v1/discoverableclient/chat")
+    );
+    assert!(
+        s["clientAddress"]
+            .as_str()
+            .unwrap()
+            .starts_with("/127.0.0.1:"),
+        "{s}"
+    );
+    // The service side: the service leg's own address (real_eureka checks it against what a
+    // Spring service sees).
+    let service_side = s["serviceSessionId"].as_str().unwrap();
+    assert!(service_side.starts_with("/127.0.0.1:"), "{s}");
+    assert_ne!(s["serviceSessionId"], s["clientAddress"]);
     assert_eq!(s["subprotocol"], "v2.chat");
     assert_eq!(s["messagesIn"], 1);
     assert_eq!(s["bytesOut"], "with protocol".len());

@@ -33,3 +33,4 @@ mod props;
 mod real_eureka;
 mod registry_fixtures;
 mod reload;
+mod zowe_v3;

@@ -34,6 +34,7 @@ async fn wait_listed(agent: &TestAgent, n: usize) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn sessions_endpoint_lists_exactly_the_open_sessions_and_drops_each_ending() {
     let (svc, agent) = TestAgent::with_echo_service("").await;
+    let port = agent.agent.local_addr.port();
     assert!(sessions(&agent).await.is_empty());
 
     let mut a = agent
@@ -56,7 +57,9 @@ async fn sessions_endpoint_lists_exactly_the_open_sessions_and_drops_each_ending
     let list = wait_listed(&agent, 3).await;
     let first = list
         .iter()
-        .find(|s| s["gatewayPath"] == "/ws/v1/discoverableclient/a")
+        .find(|s| {
+            s["gatewayPath"] == format!("wss://localhost:{port}/ws/v1/discoverableclient/a?q=1")
+        })
         .unwrap();
     for key in [
         "sessionId",
@@ -92,20 +95,24 @@ async fn sessions_endpoint_lists_exactly_the_open_sessions_and_drops_each_ending
     assert!(first["clientAddress"]
         .as_str()
         .unwrap()
-        .starts_with("127.0.0.1:"));
+        .starts_with("/127.0.0.1:"));
     assert!(humantime::parse_rfc3339(first["startedAt"].as_str().unwrap()).is_ok());
 
     // Client close.
     a.close(None).await.unwrap();
     let list = wait_listed(&agent, 2).await;
-    assert!(list
-        .iter()
-        .all(|s| s["gatewayPath"] != "/ws/v1/discoverableclient/a"));
+    assert!(list.iter().all(|s| !s["gatewayPath"]
+        .as_str()
+        .unwrap()
+        .contains("/discoverableclient/a")));
     // Service close.
     b.send(Message::text("close:1000:done")).await.unwrap();
     read_close(&mut b).await;
     let list = wait_listed(&agent, 1).await;
-    assert_eq!(list[0]["gatewayPath"], "/ws/v1/discoverableclient/c");
+    assert_eq!(
+        list[0]["gatewayPath"],
+        format!("wss://localhost:{port}/ws/v1/discoverableclient/c")
+    );
     // Error: the client vanishes without a close frame.
     drop(c);
     wait_listed(&agent, 0).await;

@@ -17,16 +17,16 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The agents' refresh interval.
-const REFRESH: Duration = Duration::from_millis(300);
+pub(crate) const REFRESH: Duration = Duration::from_millis(300);
 /// Slack on top of refresh + cache interval: request times and a busy 2-core machine.
-const MARGIN: Duration = Duration::from_secs(2);
+pub(crate) const MARGIN: Duration = Duration::from_secs(2);
 
 const FORMATS: [&str; 2] = ["json", "xml"];
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn registry_section(eureka: &RealEureka, format: &str) -> String {
+pub(crate) fn registry_section(eureka: &RealEureka, format: &str) -> String {
     format!(
         "[registry]\neureka_urls = [{:?}]\nformat = {format:?}\nrefresh_interval = \"{}ms\"\nconnect_timeout = \"1s\"\nread_timeout = \"3s\"\n",
         eureka.service_url(),
@@ -51,7 +51,7 @@ async fn agents(eureka: &RealEureka, extra: &str) -> Vec<(&'static str, TestAgen
 
 /// `instanceId → status` of the DISCOVERABLECLIENT instances in the agent's routing table
 /// (`GET /application/routes`), sorted.
-async fn routed(agent: &TestAgent) -> Vec<(String, String)> {
+pub(crate) async fn routed(agent: &TestAgent) -> Vec<(String, String)> {
     let (status, routes) = agent.get_json("/application/routes").await;
     assert_eq!(status, 200);
     let mut out: Vec<(String, String)> = routes
@@ -72,7 +72,11 @@ async fn routed(agent: &TestAgent) -> Vec<(String, String)> {
 }
 
 /// Waits until every agent's routing table is `want`, up to `limit`.
-async fn wait_routed(agents: &[(&str, TestAgent)], want: &[(&str, &str)], limit: Duration) {
+pub(crate) async fn wait_routed(
+    agents: &[(&str, TestAgent)],
+    want: &[(&str, &str)],
+    limit: Duration,
+) {
     let want: Vec<(String, String)> = want
         .iter()
         .map(|(i, s)| (i.to_string(), s.to_string()))
@@ -94,7 +98,7 @@ async fn wait_routed(agents: &[(&str, TestAgent)], want: &[(&str, &str)], limit:
 }
 
 /// The value of one sample of the agent's `/application/prometheus`, 0 when absent.
-async fn metric(agent: &TestAgent, sample: &str) -> u64 {
+pub(crate) async fn metric(agent: &TestAgent, sample: &str) -> u64 {
     let (_, _, text) = agent.get("/application/prometheus", "").await;
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
@@ -109,7 +113,7 @@ async fn fetches(agent: &TestAgent, outcome: &str) -> u64 {
     .await
 }
 
-async fn next_text(ws: &mut Ws) -> String {
+pub(crate) async fn next_text(ws: &mut Ws) -> String {
     // Generous: a cold Spring JVM's first handshakes on a busy 2-core machine take seconds.
     match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
@@ -119,12 +123,12 @@ async fn next_text(ws: &mut Ws) -> String {
 
 /// Asks the service what it received (`info`): instance id, path, query, authorization,
 /// subprotocol.
-async fn info(ws: &mut Ws) -> Value {
+pub(crate) async fn info(ws: &mut Ws) -> Value {
     ws.send(Message::text("info")).await.unwrap();
     serde_json::from_str(&next_text(ws).await).unwrap()
 }
 
-async fn echo(ws: &mut Ws, text: &str) {
+pub(crate) async fn echo(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.unwrap();
     assert_eq!(next_text(ws).await, text);
 }

@@ -329,19 +329,23 @@ pub const APP: &str = "DISCOVERABLECLIENT";
 impl SpringService {
     /// Starts the process (does not wait; see [`SpringService::wait_up`]).
     pub fn spawn(eureka: &RealEureka, instance_id: &str) -> SpringService {
+        Self::spawn_with(eureka, instance_id, &[])
+    }
+
+    /// As [`SpringService::spawn`], with more Spring arguments (e.g.
+    /// `--eureka.instance.metadata-map.apiml.authentication.scheme=x509`).
+    pub fn spawn_with(eureka: &RealEureka, instance_id: &str, extra: &[&str]) -> SpringService {
         let port = free_port();
-        let jvm = Jvm::spawn(
-            "ws-service",
-            instance_id,
-            &[
-                format!("--server.port={port}"),
-                format!("--instance-id={instance_id}"),
-                format!(
-                    "--eureka.client.service-url.defaultZone={}",
-                    eureka.service_url()
-                ),
-            ],
-        );
+        let mut args = vec![
+            format!("--server.port={port}"),
+            format!("--instance-id={instance_id}"),
+            format!(
+                "--eureka.client.service-url.defaultZone={}",
+                eureka.service_url()
+            ),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let jvm = Jvm::spawn("ws-service", instance_id, &args);
         SpringService {
             jvm,
             port,

@@ -11,7 +11,8 @@ import org.springframework.web.socket.handler.AbstractWebSocketHandler;
 /**
  * Echoes every text and binary message. The text message {@code info} is answered with a JSON
  * object describing the session as this service received it: {@code instanceId}, {@code path},
- * {@code query}, {@code authorization}, {@code subprotocol}, {@code host}, {@code origin}, and the
+ * {@code query}, {@code authorization}, {@code subprotocol}, {@code host}, {@code remoteAddress} (where the session came from,
+ * {@code InetSocketAddress.toString()}), {@code origin}, and the
  * client-certificate headers a gateway sets for Zowe's {@code x509} scheme
  * ({@code X-Certificate-Public}, {@code X-Certificate-DistinguishedName},
  * {@code X-Certificate-CommonName}, {@code Client-Cert}). The text
@@ -50,6 +51,7 @@ class EchoHandler extends AbstractWebSocketHandler {
         field(b, "authorization", session.getHandshakeHeaders().getFirst("Authorization"));
         field(b, "subprotocol", session.getAcceptedProtocol());
         field(b, "host", session.getHandshakeHeaders().getFirst("Host"));
+        field(b, "remoteAddress", session.getRemoteAddress() == null ? null : session.getRemoteAddress().toString());
         field(b, "origin", session.getHandshakeHeaders().getFirst("Origin"));
         field(b, "certificatePublic", session.getHandshakeHeaders().getFirst("X-Certificate-Public"));
         field(b, "certificateDistinguishedName",
