@@ -28,6 +28,10 @@ pub enum HandshakeError {
     /// Path rejected (traversal, encoded separators): 400.
     #[error("path rejected: {0}")]
     BadPath(&'static str),
+    /// The browser `Origin` is not on the allow-list (`handshake.allowed_origins`, route
+    /// metadata `apiml.routes.<name>.allowedOrigins`): 403, before any upstream connect.
+    #[error("{0}")]
+    ForbiddenOrigin(String),
     /// No service/route matches: 404.
     #[error("no WebSocket route for this path")]
     NoRoute,
@@ -93,6 +97,7 @@ impl HandshakeError {
         match self {
             HandshakeError::BadRequest(_) | HandshakeError::BadPath(_) => StatusCode::BAD_REQUEST,
             HandshakeError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            HandshakeError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
             HandshakeError::NoRoute | HandshakeError::UnknownInstance { .. } => {
                 StatusCode::NOT_FOUND
             }

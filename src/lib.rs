@@ -292,6 +292,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> state::Setting
         max_sessions_per_ip: config.limits.max_sessions_per_ip,
         insecure_skip_verify: config.upstream.insecure_skip_verify,
         failover: config.failover,
+        handshake: config.handshake.clone(),
         routing: state::RoutingSettings {
             instance_id_header: config.routing.instance_id_header,
             sticky: config

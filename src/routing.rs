@@ -89,6 +89,18 @@ pub struct Route {
     /// absent or unrecognised, then the agent's `failover.mode` applies (issue 6).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverMode>,
+    /// Browser origins allowed on this route (metadata `apiml.routes.<name>.allowedOrigins`,
+    /// comma-separated, as written); wins over `handshake.allowed_origins`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<String>,
+    /// The parsed `allowed_origins`.
+    #[serde(skip)]
+    pub origins: Option<crate::session::origin::AllowedOrigins>,
+    /// How a failed handshake on this route is answered (metadata
+    /// `apiml.routes.<name>.handshakeFailure`: `status` or `close`); wins over
+    /// `handshake.failure`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_failure: Option<crate::config::FailureAnswer>,
 }
 
 /// Which `apiml.routes.*` routes accept WebSocket upgrades (`routing.websocket_routes`).
@@ -350,6 +362,17 @@ impl PartialEq for RouteTable {
     }
 }
 
+/// The metadata of one route of one instance, paired by route name while building.
+#[derive(Default)]
+struct PendingRoute<'s> {
+    name: &'s str,
+    gateway_url: Option<&'s str>,
+    service_url: Option<&'s str>,
+    failover: Option<&'s str>,
+    allowed_origins: Option<&'s str>,
+    handshake_failure: Option<&'s str>,
+}
+
 /// The prefix every route metadata key starts with.
 const ROUTE_KEY_PREFIX: &str = "apiml.routes.";
 
@@ -403,17 +426,15 @@ impl RouteTable {
         let mut services: HashMap<String, Arc<Service>> =
             HashMap::with_capacity(snapshot.applications.len());
         let mut max_gateway_segments = 0;
-        // Route keys of one instance, paired by name: (name, gatewayUrl, serviceUrl, failover).
-        // Reused across instances.
-        type Pending<'s> = (&'s str, Option<&'s str>, Option<&'s str>, Option<&'s str>);
-        let mut pending: Vec<Pending<'_>> = Vec::new();
+        // Route keys of one instance, paired by name. Reused across instances.
+        let mut pending: Vec<PendingRoute<'_>> = Vec::new();
         for app in &snapshot.applications {
             let mut routes: Vec<Route> = Vec::new();
             let mut instances = Vec::with_capacity(app.instances.len());
             let mut up = Vec::with_capacity(app.instances.len());
             for inst in &app.instances {
-                // Pair gatewayUrl/serviceUrl by route name. Metadata is a BTreeMap (ordered), so
-                // the route keys are one contiguous range starting at the prefix.
+                // Pair the keys by route name. Metadata is a BTreeMap (ordered), so the route
+                // keys are one contiguous range starting at the prefix.
                 pending.clear();
                 let range = inst
                     .metadata
@@ -423,35 +444,51 @@ impl RouteTable {
                     let Some((name, kind)) = route_key(k) else {
                         continue;
                     };
-                    let slot = match pending.iter().position(|p| p.0 == name) {
+                    let slot = match pending.iter().position(|p| p.name == name) {
                         Some(i) => i,
                         None => {
-                            pending.push((name, None, None, None));
+                            pending.push(PendingRoute {
+                                name,
+                                ..PendingRoute::default()
+                            });
                             pending.len() - 1
                         }
                     };
                     if let Some(p) = pending.get_mut(slot) {
+                        let v = Some(&**v);
                         match kind {
-                            "gatewayUrl" => p.1 = Some(&**v),
-                            "serviceUrl" => p.2 = Some(&**v),
-                            "failover" => p.3 = Some(&**v),
+                            "gatewayUrl" => p.gateway_url = v,
+                            "serviceUrl" => p.service_url = v,
+                            "failover" => p.failover = v,
+                            "allowedOrigins" => p.allowed_origins = v,
+                            "handshakeFailure" => p.handshake_failure = v,
                             _ => {}
                         }
                     }
                 }
-                for &(name, g, s, f) in &pending {
-                    let (Some(g), Some(s)) = (g, s) else { continue };
+                for p in &pending {
+                    let (Some(g), Some(s)) = (p.gateway_url, p.service_url) else {
+                        continue;
+                    };
                     let gateway_url = trim_gateway_url(g);
                     if !scope.admits(gateway_url)
                         || routes.iter().any(|r| r.gateway_url == gateway_url)
                     {
                         continue;
                     }
+                    let allowed_origins = p.allowed_origins.map(|o| o.trim().to_owned());
                     routes.push(Route {
-                        name: name.to_owned(),
+                        name: p.name.to_owned(),
                         gateway_url: gateway_url.to_owned(),
                         service_url: normalize_service_url(s),
-                        failover: f.and_then(FailoverMode::parse),
+                        failover: p.failover.and_then(FailoverMode::parse),
+                        origins: allowed_origins
+                            .as_deref()
+                            .map(crate::session::origin::AllowedOrigins::parse_metadata),
+                        allowed_origins,
+                        handshake_failure: p
+                            .handshake_failure
+                            .and_then(crate::config::FailureAnswer::parse),
                     });
                 }
                 let (scheme, port) = if inst.secure_port.enabled && inst.secure_port.port != 0 {

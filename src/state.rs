@@ -71,6 +71,8 @@ pub struct Settings {
     pub failover: crate::config::FailoverConfig,
     /// `[routing]`'s instance choice.
     pub routing: RoutingSettings,
+    /// `[handshake]`: origin allow-list and failure answer.
+    pub handshake: crate::config::HandshakeConfig,
 }
 
 /// How a session's instance is chosen (`routing.instance_id_header`, `routing.sticky*`).

@@ -122,6 +122,49 @@ pub struct Config {
     pub failover: FailoverConfig,
     /// Which routes take upgrades and how an instance is chosen (`[routing]`).
     pub routing: RoutingConfig,
+    /// Browser-facing handshake policy (`[handshake]`).
+    pub handshake: HandshakeConfig,
+}
+
+/// `[handshake]`: which browser origins may open sessions and how a failed handshake is
+/// answered. Routes may set both in their metadata (`apiml.routes.<name>.allowedOrigins`,
+/// `apiml.routes.<name>.handshakeFailure`), which wins over these defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HandshakeConfig {
+    /// `handshake.allowed_origins`; `None` (the default) = any origin.
+    pub allowed_origins: Option<crate::session::origin::AllowedOrigins>,
+    /// `handshake.failure` (default [`FailureAnswer::Status`]).
+    pub failure: FailureAnswer,
+}
+
+/// How a handshake that fails after a valid upgrade request is answered
+/// (`handshake.failure`, metadata `apiml.routes.<name>.handshakeFailure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAnswer {
+    /// The HTTP status that says what failed (404, 403, 502, 503, 504) with a JSON body: what
+    /// scripts and proxies read (the default).
+    #[default]
+    Status,
+    /// 101, then at once a close frame with a code and the reason: what a browser app can
+    /// read (a browser shows a failed handshake as close 1006 with no reason). 1008 for
+    /// refusals (4xx), 1013 Try Again Later for 503, 1011 for 502 and 504; as Zowe v2 closed
+    /// its failed sessions (with 1003 and 1012 there).
+    Close,
+}
+
+impl FailureAnswer {
+    /// Parses `status` / `close` (trimmed, case-insensitive).
+    pub fn parse(s: &str) -> Option<FailureAnswer> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("status") {
+            Some(FailureAnswer::Status)
+        } else if s.eq_ignore_ascii_case("close") {
+            Some(FailureAnswer::Close)
+        } else {
+            None
+        }
+    }
 }
 
 /// `[routing]`: which routes accept WebSocket upgrades and how an instance is chosen.

@@ -47,6 +47,19 @@ pub struct RawConfig {
     /// `[routing]`
     #[serde(default)]
     pub routing: RawRouting,
+    /// `[handshake]`
+    #[serde(default)]
+    pub handshake: RawHandshake,
+}
+
+/// `[handshake]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandshake {
+    /// `handshake.allowed_origins`: browser origins allowed to open sessions; absent = any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// `handshake.failure`: `"status"` (default) or `"close"`.
+    pub failure: Option<String>,
 }
 
 /// `[routing]` as written in the file.

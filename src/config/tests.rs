@@ -462,3 +462,39 @@ fn routing_section_defaults_values_and_errors() {
         assert_eq!(key_of(e), key, "{body}");
     }
 }
+
+#[test]
+fn handshake_section_defaults_values_and_errors() {
+    let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+    let c = Config::from_toml(base, None).unwrap();
+    assert_eq!(c.handshake, HandshakeConfig::default());
+    assert!(
+        c.handshake.allowed_origins.is_none(),
+        "any origin by default"
+    );
+    assert_eq!(c.handshake.failure, FailureAnswer::Status);
+    let c = Config::from_toml(
+        &format!("{base}[handshake]\nallowed_origins = [\"https://app.example.com\", \"https://*.corp.example\"]\nfailure = \"Close\"\n"),
+        None,
+    )
+    .unwrap();
+    let list = c.handshake.allowed_origins.unwrap();
+    assert!(list.allows("https://app.example.com") && list.allows("https://x.corp.example"));
+    assert!(!list.allows("https://evil.test"));
+    assert_eq!(c.handshake.failure, FailureAnswer::Close);
+    for (body, key) in [
+        ("allowed_origins = []", "handshake.allowed_origins"),
+        (
+            "allowed_origins = [\"app.example.com\"]",
+            "handshake.allowed_origins",
+        ),
+        (
+            "allowed_origins = [\"https://a.test/x\"]",
+            "handshake.allowed_origins",
+        ),
+        ("failure = \"html\"", "handshake.failure"),
+    ] {
+        let e = Config::from_toml(&format!("{base}[handshake]\n{body}\n"), None).unwrap_err();
+        assert_eq!(key_of(e), key, "{body}");
+    }
+}

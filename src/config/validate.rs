@@ -683,6 +683,30 @@ impl RawConfig {
             }
         };
 
+        let handshake = {
+            let h = &self.handshake;
+            let allowed_origins = match &h.allowed_origins {
+                None => None,
+                Some(list) => Some(
+                    crate::session::origin::AllowedOrigins::parse(list.iter().map(String::as_str))
+                        .map_err(|e| invalid("handshake.allowed_origins", e))?,
+                ),
+            };
+            let failure = match h.failure.as_deref() {
+                None => FailureAnswer::Status,
+                Some(v) => FailureAnswer::parse(v).ok_or_else(|| {
+                    invalid(
+                        "handshake.failure",
+                        format!("{v:?} is not \"status\" (an HTTP status) or \"close\" (101, then a close code and reason)"),
+                    )
+                })?,
+            };
+            HandshakeConfig {
+                allowed_origins,
+                failure,
+            }
+        };
+
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
             return Err(invalid(
@@ -716,6 +740,7 @@ impl RawConfig {
             keepalive,
             failover,
             routing,
+            handshake,
         })
     }
 }

@@ -24,9 +24,10 @@ pub async fn handle_request(
         return Ok(crate::admin::handle(&req, &shared, client.peer));
     }
     let gateway_path = path.to_owned();
-    match crate::session::open::open_session(req, &shared, client, slot).await {
+    let mut req = req;
+    match crate::session::open::open_session(&mut req, &shared, client, Arc::clone(&slot)).await {
         Ok(resp) => Ok(resp),
-        Err(e) => {
+        Err(crate::session::open::Refusal { error: e, answer }) => {
             let status = e.status().as_u16();
             shared
                 .metrics
@@ -40,6 +41,13 @@ pub async fn handle_request(
                 tracing::warn!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake failed");
             } else {
                 tracing::info!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake refused");
+            }
+            if answer == crate::config::FailureAnswer::Close {
+                if let Some(resp) =
+                    crate::session::refusal::answer_with_close(&mut req, &e, &shared, slot)
+                {
+                    return Ok(resp);
+                }
             }
             Ok(e.to_response())
         }

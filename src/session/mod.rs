@@ -4,4 +4,6 @@
 pub mod failover;
 pub mod handshake;
 pub mod open;
+pub mod origin;
+pub mod refusal;
 pub mod table;

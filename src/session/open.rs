@@ -17,26 +17,50 @@ use super::failover;
 use super::handshake::{self, ClientSide, Connected};
 use super::table::{Counters, SessionInfo, Upstream};
 use crate::close::HandshakeError;
-use crate::config::FailoverMode;
+use crate::config::{FailoverMode, FailureAnswer};
 use crate::relay;
-use crate::state::Shared;
+use crate::state::{Settings, Shared};
 use crate::ws::leg;
+
+/// A refused upgrade: the failure and how to answer it (the route's
+/// `apiml.routes.<name>.handshakeFailure`, else `handshake.failure`).
+#[derive(Debug)]
+pub struct Refusal {
+    /// What failed (and the HTTP status it maps to).
+    pub error: HandshakeError,
+    /// An HTTP status, or 101 and a close.
+    pub answer: FailureAnswer,
+}
 
 /// Opens a session for the upgrade request `req` of `client` (see the module doc); the
 /// session task holds `conn_slot` (its connection's `limits.max_connections` permit).
 ///
 /// # Errors
-/// A [`HandshakeError`] that maps to the HTTP status the client gets.
+/// A [`Refusal`]: the [`HandshakeError`] and how the client is to be told.
 pub async fn open_session(
-    mut req: Request<Incoming>,
+    req: &mut Request<Incoming>,
     shared: &Arc<Shared>,
     client: ClientSide,
     conn_slot: Arc<crate::state::ConnectionSlot>,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let settings = shared.settings.load_full();
+    let mut answer = settings.handshake.failure;
+    open(req, shared, &settings, client, conn_slot, &mut answer)
+        .await
+        .map_err(|error| Refusal { error, answer })
+}
+
+async fn open(
+    req: &mut Request<Incoming>,
+    shared: &Arc<Shared>,
+    settings: &Arc<Settings>,
+    client: ClientSide,
+    conn_slot: Arc<crate::state::ConnectionSlot>,
+    answer: &mut FailureAnswer,
 ) -> Result<Response<Full<Bytes>>, HandshakeError> {
     if shared.shutdown.is_cancelled() {
         return Err(HandshakeError::ShuttingDown);
     }
-    let settings = shared.settings.load_full();
     let slot = shared
         .sessions
         .reserve(
@@ -56,7 +80,19 @@ pub async fn open_session(
         })?;
     let table = shared.routes.load_full();
     let resolved = table.resolve(req.uri().path(), req.uri().query())?;
-    let upgrade = handshake::validate_upgrade(&req)?;
+    let route = resolved.route();
+    if let Some(a) = route.and_then(|r| r.handshake_failure) {
+        *answer = a;
+    }
+    let upgrade = handshake::validate_upgrade(req)?;
+    // Cross-site WebSocket hijacking: a browser page of another site is refused before any
+    // upstream connect (the route's list wins over `handshake.allowed_origins`).
+    if let Some(list) = route
+        .and_then(|r| r.origins.as_ref())
+        .or(settings.handshake.allowed_origins.as_ref())
+    {
+        check_origin(req.headers(), list)?;
+    }
     let service = &resolved.service;
     // `X-InstanceId` pins the instance (Zowe v3); otherwise a sticky key prefers the instance
     // it reached last, then the round robin.
@@ -132,7 +168,7 @@ pub async fn open_session(
     let info = SessionInfo {
         id,
         client: client.peer,
-        gateway_path: handshake::request_uri(&req, client),
+        gateway_path: handshake::request_uri(req, client),
         upstream: std::sync::Mutex::new(Upstream {
             instance_id: ep.instance_id.clone(),
             service_url: handshake::upstream_url(ep, &resolved.upstream_path),
@@ -168,7 +204,8 @@ pub async fn open_session(
             sticky,
         ))
     });
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let on_upgrade = hyper::upgrade::on(&mut *req);
+    let settings = Arc::clone(settings);
     let shared2 = Arc::clone(shared);
     let connect_ms = u64::try_from(conn.elapsed.as_millis()).unwrap_or(u64::MAX);
     shared
@@ -300,4 +337,29 @@ fn pinned_instance<'s>(
         });
     }
     Ok(Some(ep))
+}
+
+/// Refuses a request whose `Origin` (set by browsers on every upgrade, RFC 6455 §10.2) is not
+/// in `list`; a request without one (not from a browser page) passes.
+///
+/// # Errors
+/// [`HandshakeError::ForbiddenOrigin`] (403), also for repeated `Origin` headers.
+fn check_origin(
+    headers: &http::HeaderMap,
+    list: &super::origin::AllowedOrigins,
+) -> Result<(), HandshakeError> {
+    let mut values = headers.get_all(http::header::ORIGIN).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(()),
+        (Some(v), None) => match v.to_str() {
+            Ok(o) if list.allows(o) => Ok(()),
+            _ => Err(HandshakeError::ForbiddenOrigin(format!(
+                "origin {:?} is not allowed to open WebSocket sessions here",
+                String::from_utf8_lossy(v.as_bytes())
+            ))),
+        },
+        (Some(_), Some(_)) => Err(HandshakeError::ForbiddenOrigin(
+            "more than one Origin header".into(),
+        )),
+    }
 }

@@ -21,6 +21,7 @@ mod eureka_client;
 mod eureka_interop;
 mod failover;
 mod fake_eureka;
+mod handshake_policy;
 mod hostile_frames;
 mod hostile_handshake;
 mod hostile_registry;
