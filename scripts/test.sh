@@ -5,6 +5,7 @@
 #   - gcc and make (jemalloc, the agent's allocator, is built from C sources)       apt
 #   - Autobahn|Testsuite's wstest in a Python 2.7 virtualenv, target/autobahn/venv  PyPI
 #   - py-eureka-client (pip) and eureka-js-client@4.5.0 in target/interop-js        PyPI, npm
+#   - headless Chromium (Debian's chromium) and playwright-core@1.65.1 beside it      apt, npm
 #   - Java 17+ and Maven if missing, then the interop jars (interop/*/target/*.jar):
 #     the Spring Cloud Netflix Eureka server and the Spring Boot WebSocket service  Maven Central
 #
@@ -40,6 +41,14 @@ mkdir -p target/interop-js
 if [ ! -f target/interop-js/node_modules/eureka-js-client/package.json ]; then
     [ -f target/interop-js/package.json ] || echo '{"name":"wsrelay-interop","private":true}' > target/interop-js/package.json
     (cd target/interop-js && npm install --no-audit --no-fund --silent eureka-js-client@4.5.0)
+fi
+
+step "setup: headless Chromium and playwright-core@1.65.1"
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+fi
+if [ ! -f target/interop-js/node_modules/playwright-core/package.json ]; then
+    (cd target/interop-js && npm install --no-audit --no-fund --silent playwright-core@1.65.1)
 fi
 
 step "setup: interop jars (real Eureka server, Spring WebSocket service)"

@@ -15,6 +15,7 @@ mod hostile;
 mod spring;
 
 mod autobahn;
+mod chromium;
 mod cli;
 mod e2e;
 mod eureka_client;
