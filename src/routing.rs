@@ -191,6 +191,11 @@ pub struct Service {
     pub routes: Vec<Route>,
     /// Every instance with a usable port, in registry order (UP or not).
     pub instances: Vec<Endpoint>,
+    /// The client-certificate headers the service gets when its metadata says
+    /// `apiml.authentication.scheme: x509` (limited by `apiml.authentication.headers`); see
+    /// [`crate::session::x509`]. Read from the first instance that has the scheme key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x509: Option<crate::session::x509::X509Headers>,
     /// Indexes into `instances` of the UP ones.
     #[serde(skip)]
     up: Vec<usize>,
@@ -204,6 +209,7 @@ impl PartialEq for Service {
         self.service_id == other.service_id
             && self.routes == other.routes
             && self.instances == other.instances
+            && self.x509 == other.x509
     }
 }
 
@@ -528,6 +534,19 @@ impl RouteTable {
             for r in &routes {
                 max_gateway_segments = max_gateway_segments.max(r.gateway_url.split('/').count());
             }
+            let x509 = app
+                .instances
+                .iter()
+                .find_map(|i| i.metadata.get("apiml.authentication.scheme"))
+                .filter(|scheme| scheme.trim().eq_ignore_ascii_case("x509"))
+                .map(|_| {
+                    app.instances
+                        .iter()
+                        .find_map(|i| i.metadata.get("apiml.authentication.headers"))
+                        .map_or(crate::session::x509::X509Headers::ALL, |h| {
+                            crate::session::x509::X509Headers::parse(h)
+                        })
+                });
             let key = app.name.to_ascii_lowercase();
             if let Some(existing) = services.get(&key) {
                 // The same application listed twice (fragments): keep the first.
@@ -541,6 +560,7 @@ impl RouteTable {
                     service_id: app.name.clone(),
                     routes,
                     instances,
+                    x509,
                     up,
                     cursor: AtomicUsize::new(0),
                 }),

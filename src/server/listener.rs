@@ -258,14 +258,18 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
-    let client = client_side(peer, tls.is_some(), local_port);
+    let mut client = client_side(peer, tls.is_some(), local_port);
     let result = match tls {
         None => serve_http(tcp, client, shared, slot).await,
         Some(config) => {
             let limit = shared.settings.load().handshake_timeout;
             // rustls' unbuffered API: no TLS buffer is held while the session is idle.
             match tokio::time::timeout(limit, super::tls_stream::accept(tcp, config)).await {
-                Ok(Ok(stream)) => serve_http(stream, client, shared, slot).await,
+                Ok(Ok(stream)) => {
+                    // The verified client certificate (mutual TLS), for Zowe's x509 scheme.
+                    client.cert = stream.peer_leaf();
+                    serve_http(stream, client, shared, slot).await
+                }
                 Ok(Err(e)) => {
                     match Refusal::of_tls(&e) {
                         Some(what) => refusals.record(what, peer, &e),
@@ -307,7 +311,12 @@ where
 {
     let svc_shared = Arc::clone(&shared);
     let svc = service_fn(move |req| {
-        handle_request(req, Arc::clone(&svc_shared), client, Arc::clone(&slot))
+        handle_request(
+            req,
+            Arc::clone(&svc_shared),
+            client.clone(),
+            Arc::clone(&slot),
+        )
     });
     let settings = shared.settings.load_full();
     let mut builder = http1::Builder::new();

@@ -25,7 +25,7 @@ pub async fn handle_request(
     }
     let gateway_path = path.to_owned();
     let mut req = req;
-    match crate::session::open::open_session(&mut req, &shared, client, Arc::clone(&slot)).await {
+    match crate::session::open::open_session(&mut req, &shared, &client, Arc::clone(&slot)).await {
         Ok(resp) => Ok(resp),
         Err(crate::session::open::Refusal { error: e, answer }) => {
             let status = e.status().as_u16();
@@ -60,5 +60,6 @@ pub fn client_side(peer: SocketAddr, tls: bool, local_port: u16) -> ClientSide {
         peer,
         tls,
         local_port,
+        cert: None,
     }
 }

@@ -122,6 +122,15 @@ impl<IO> ServerTls<IO> {
         self.incoming.capacity() + self.outgoing.capacity() + self.plain.capacity()
     }
 
+    /// The DER of the client's certificate (the leaf), when the client authenticated with
+    /// one (the listener's client verifier checked it during the handshake).
+    pub fn peer_leaf(&self) -> Option<Arc<[u8]>> {
+        self.conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| Arc::from(leaf.as_ref()))
+    }
+
     /// Runs rustls' state machine until it needs the network or has nothing more to do.
     /// Decrypted data goes to `read` while it has room, then to `self.plain`; `app` is
     /// encrypted (whole) once application data may be sent, and `close` queues

@@ -137,16 +137,23 @@ impl Reconnect<Ws> for SessionFailover {
             ))
             .into());
         }
+        // Made again from the client's certificate: the service's metadata may have changed.
+        let identity = handshake::Identity::of(service, &self.client)
+            .map_err(|e| Refused::from(Ending::FailoverFailed(&e.to_string())))?;
         let mut last = String::new();
         let tries = candidates.len();
         for (n, ep) in candidates.into_iter().enumerate() {
+            let fwd = handshake::Forward {
+                path: &resolved.upstream_path,
+                headers: &self.headers,
+                offered: &self.offered,
+                client: &self.client,
+                identity: &identity,
+            };
             let attempt = Box::pin(handshake::connect(
                 &ep,
                 &service.service_id,
-                &resolved.upstream_path,
-                &self.headers,
-                &self.offered,
-                self.client,
+                &fwd,
                 &self.settings.upstream,
             ))
             .await;

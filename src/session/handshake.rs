@@ -194,8 +194,8 @@ fn is_not_forwarded(name: &HeaderName) -> bool {
     )
 }
 
-/// Who the client is, for the `X-Forwarded-*` headers.
-#[derive(Debug, Clone, Copy)]
+/// Who the client is, for the `X-Forwarded-*` headers and Zowe's `x509` scheme.
+#[derive(Debug, Clone)]
 pub struct ClientSide {
     /// The client's socket address.
     pub peer: SocketAddr,
@@ -203,17 +203,72 @@ pub struct ClientSide {
     pub tls: bool,
     /// The listener's port.
     pub local_port: u16,
+    /// The DER of the client certificate the listener verified (mutual TLS), if one was sent.
+    pub cert: Option<std::sync::Arc<[u8]>>,
 }
 
-/// Builds the upstream upgrade request for `path` (path + query) on `ep`.
+/// What a service is told about the client's certificate (Zowe's `x509` scheme, see
+/// [`super::x509`]).
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The service does not use the `x509` scheme: nothing.
+    NotAsked,
+    /// The headers made from the verified client certificate.
+    Certificate(Vec<(HeaderName, HeaderValue)>),
+    /// The service uses the scheme but the client sent no certificate:
+    /// `X-Zowe-Auth-Failure: ZWEAG167E ...`, as Zowe does.
+    NoCertificate,
+}
+
+impl Identity {
+    /// What `service` is told about `client`.
+    ///
+    /// # Errors
+    /// [`HandshakeError::BadRequest`] when the verified certificate cannot be read.
+    pub fn of(
+        service: &crate::routing::Service,
+        client: &ClientSide,
+    ) -> Result<Identity, HandshakeError> {
+        let Some(which) = service.x509 else {
+            return Ok(Identity::NotAsked);
+        };
+        match &client.cert {
+            None => Ok(Identity::NoCertificate),
+            Some(der) => super::x509::headers(der, which)
+                .map(Identity::Certificate)
+                .map_err(HandshakeError::BadRequest),
+        }
+    }
+}
+
+/// What goes to the service besides the instance: the request as the client sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'a> {
+    /// `{serviceUrl}/{path}` with the query.
+    pub path: &'a str,
+    /// The client's request headers (filtered by [`is_not_forwarded`]).
+    pub headers: &'a HeaderMap,
+    /// The subprotocols to offer.
+    pub offered: &'a [String],
+    /// Who the client is.
+    pub client: &'a ClientSide,
+    /// The client-certificate headers, for `x509` services.
+    pub identity: &'a Identity,
+}
+
+/// Builds the upstream upgrade request for `fwd` on `ep`.
 fn upstream_request(
     ep: &Endpoint,
-    path: &str,
-    client_headers: &HeaderMap,
-    offered: &[String],
-    client: ClientSide,
+    fwd: &Forward<'_>,
     key: &str,
 ) -> Result<Request<http_body_util::Empty<bytes::Bytes>>, HandshakeError> {
+    let Forward {
+        path,
+        headers: client_headers,
+        offered,
+        client,
+        identity,
+    } = *fwd;
     let mut req = Request::builder()
         .method(Method::GET)
         .uri(path)
@@ -287,6 +342,20 @@ fn upstream_request(
         h.insert("x-forwarded-host", v.clone());
     }
     h.insert("x-forwarded-port", HeaderValue::from(client.local_port));
+    match identity {
+        Identity::NotAsked => {}
+        Identity::Certificate(set) => {
+            for (name, value) in set {
+                h.insert(name.clone(), value.clone());
+            }
+        }
+        Identity::NoCertificate => {
+            h.insert(
+                super::x509::AUTH_FAILURE,
+                HeaderValue::from_static(super::x509::NO_CERTIFICATE),
+            );
+        }
+    }
     Ok(req)
 }
 
@@ -327,7 +396,7 @@ pub fn is_retryable(e: &HandshakeError) -> bool {
 /// The URI a client asked for, as Tomcat's `WsHandshakeRequest.buildRequestUri` writes it
 /// (Zowe v2's `gatewayPath`): `ws` or `wss`, the `Host` header (the listener's port when it has
 /// none), the path and the query as sent, e.g. `wss://gw:10010/ws/v1/svc/echo?x=1`.
-pub fn request_uri<B>(req: &Request<B>, client: ClientSide) -> String {
+pub fn request_uri<B>(req: &Request<B>, client: &ClientSide) -> String {
     let scheme = if client.tls { "wss" } else { "ws" };
     let uri = req.uri();
     let host = req
@@ -362,12 +431,10 @@ pub fn upstream_url(ep: &Endpoint, path: &str) -> String {
 pub async fn connect(
     ep: &Endpoint,
     service_id: &str,
-    path: &str,
-    client_headers: &HeaderMap,
-    offered: &[String],
-    client: ClientSide,
+    fwd: &Forward<'_>,
     s: &UpstreamSettings,
 ) -> Result<Connected, HandshakeError> {
+    let offered = fwd.offered;
     let started = Instant::now();
     let url = || upstream_url(ep, "");
     let tcp = match tokio::time::timeout(
@@ -394,7 +461,7 @@ pub async fn connect(
     let _ = tcp.set_nodelay(true);
     let local_addr = tcp.local_addr().ok();
     let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-    let req = upstream_request(ep, path, client_headers, offered, client, &key)?;
+    let req = upstream_request(ep, fwd, &key)?;
 
     let remaining = s.connect_timeout.saturating_sub(started.elapsed());
     let answer = match ep.scheme {
@@ -687,16 +754,16 @@ mod tests {
             peer: "127.0.0.2:5555".parse().unwrap(),
             tls: true,
             local_port: 10010,
+            cert: None,
         };
-        let r = upstream_request(
-            &ep,
-            "/p?q=1",
-            &h,
-            &["chat".into()],
-            client,
-            "AAAAAAAAAAAAAAAAAAAAAA==",
-        )
-        .unwrap();
+        let fwd = Forward {
+            path: "/p?q=1",
+            headers: &h,
+            offered: &["chat".into()],
+            client: &client,
+            identity: &Identity::NotAsked,
+        };
+        let r = upstream_request(&ep, &fwd, "AAAAAAAAAAAAAAAAAAAAAA==").unwrap();
         let rh = r.headers();
         assert_eq!(r.uri(), "/p?q=1");
         assert_eq!(rh["authorization"], "Basic dTpw");

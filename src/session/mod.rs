@@ -7,3 +7,4 @@ pub mod open;
 pub mod origin;
 pub mod refusal;
 pub mod table;
+pub mod x509;

@@ -40,7 +40,7 @@ pub struct Refusal {
 pub async fn open_session(
     req: &mut Request<Incoming>,
     shared: &Arc<Shared>,
-    client: ClientSide,
+    client: &ClientSide,
     conn_slot: Arc<crate::state::ConnectionSlot>,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let settings = shared.settings.load_full();
@@ -54,7 +54,7 @@ async fn open(
     req: &mut Request<Incoming>,
     shared: &Arc<Shared>,
     settings: &Arc<Settings>,
-    client: ClientSide,
+    client: &ClientSide,
     conn_slot: Arc<crate::state::ConnectionSlot>,
     answer: &mut FailureAnswer,
 ) -> Result<Response<Full<Bytes>>, HandshakeError> {
@@ -116,19 +116,17 @@ async fn open(
     };
     let mut last_err = None;
     let mut connected: Option<(Connected, &crate::routing::Endpoint)> = None;
+    let identity = handshake::Identity::of(service, client)?;
+    let fwd = handshake::Forward {
+        path: &resolved.upstream_path,
+        headers: req.headers(),
+        offered: &upgrade.protocols,
+        client,
+        identity: &identity,
+    };
     let mut candidates = candidates.peekable();
     while let Some(ep) = candidates.next() {
-        match handshake::connect(
-            ep,
-            &service.service_id,
-            &resolved.upstream_path,
-            req.headers(),
-            &upgrade.protocols,
-            client,
-            &settings.upstream,
-        )
-        .await
-        {
+        match handshake::connect(ep, &service.service_id, &fwd, &settings.upstream).await {
             Ok(c) => {
                 connected = Some((c, ep));
                 break;
@@ -200,7 +198,7 @@ async fn open(
             req.uri().path().to_owned(),
             req.uri().query().map(str::to_owned),
             req.headers().clone(),
-            client,
+            client.clone(),
             sticky,
         ))
     });

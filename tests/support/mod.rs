@@ -58,6 +58,27 @@ impl TestCert {
                 .with_no_client_auth(),
         )
     }
+    /// A rustls client config trusting only this certificate and presenting `cert_pem` /
+    /// `key_pem` (mutual TLS).
+    pub fn client_config_with(&self, cert_pem: &str, key_pem: &str) -> Arc<rustls::ClientConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in wsrelay::tls::load_certs(&self.cert_path()).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(wsrelay::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .unwrap(),
+        )
+    }
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let key = wsrelay::tls::load_certified_key(&self.cert_path(), &self.key_path()).unwrap();
         let store = Arc::new(wsrelay::tls::CertStore::new(key));
@@ -388,10 +409,20 @@ impl TestAgent {
         extra: &str,
         dir: tempfile::TempDir,
     ) -> TestAgent {
+        Self::start_with_tls("", registry_section, extra, dir).await
+    }
+
+    /// As [`TestAgent::start_with`], with more `[tls]` keys (e.g. `client_ca`).
+    pub async fn start_with_tls(
+        tls_extra: &str,
+        registry_section: &str,
+        extra: &str,
+        dir: tempfile::TempDir,
+    ) -> TestAgent {
         let cert = Arc::new(TestCert::new());
         let ca = cert.cert_path();
         let toml = format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n{registry_section}\n[upstream]\nca_file = {:?}\nconnect_timeout = \"2s\"\nhandshake_timeout = \"2s\"\n{extra}",
+            "[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n{tls_extra}\n{registry_section}\n[upstream]\nca_file = {:?}\nconnect_timeout = \"2s\"\nhandshake_timeout = \"2s\"\n{extra}",
             cert.cert_path().display().to_string(),
             cert.key_path().display().to_string(),
             ca.display().to_string(),
@@ -423,6 +454,24 @@ impl TestAgent {
         ),
         tokio_tungstenite::tungstenite::Error,
     > {
+        self.connect_with(path, headers, self.cert.client_config())
+            .await
+    }
+
+    /// As [`TestAgent::connect`] with the TLS client `tls` (e.g. one presenting a client
+    /// certificate).
+    pub async fn connect_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<
+        (
+            WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    > {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = self.url(path).into_client_request().unwrap();
         for (k, v) in headers {
@@ -435,7 +484,7 @@ impl TestAgent {
             req,
             None,
             false,
-            Some(Connector::Rustls(self.cert.client_config())),
+            Some(Connector::Rustls(tls)),
         )
         .await
     }

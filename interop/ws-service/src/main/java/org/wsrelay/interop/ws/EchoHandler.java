@@ -1,6 +1,13 @@
 package org.wsrelay.interop.ws;
 
+import java.io.ByteArrayInputStream;
 import java.net.URI;
+import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
+import java.util.Base64;
+
+import javax.naming.ldap.LdapName;
+import javax.naming.ldap.Rdn;
 
 import org.springframework.web.socket.BinaryMessage;
 import org.springframework.web.socket.CloseStatus;
@@ -15,7 +22,10 @@ import org.springframework.web.socket.handler.AbstractWebSocketHandler;
  * {@code InetSocketAddress.toString()}), {@code origin}, and the
  * client-certificate headers a gateway sets for Zowe's {@code x509} scheme
  * ({@code X-Certificate-Public}, {@code X-Certificate-DistinguishedName},
- * {@code X-Certificate-CommonName}, {@code Client-Cert}). The text
+ * {@code X-Certificate-CommonName}, {@code Client-Cert}, {@code X-Zowe-Auth-Failure}), with what Java
+ * itself reads from the certificate in {@code X-Certificate-Public} ({@code getSubjectDN().getName()} and
+ * the first {@code cn} of that name through {@code LdapName}, as the Zowe gateway computes its headers).
+ * The text
  * {@code close:CODE} makes the service close with that close code.
  */
 class EchoHandler extends AbstractWebSocketHandler {
@@ -58,6 +68,28 @@ class EchoHandler extends AbstractWebSocketHandler {
                 session.getHandshakeHeaders().getFirst("X-Certificate-DistinguishedName"));
         field(b, "certificateCommonName", session.getHandshakeHeaders().getFirst("X-Certificate-CommonName"));
         field(b, "clientCert", session.getHandshakeHeaders().getFirst("Client-Cert"));
+        field(b, "zoweAuthFailure", session.getHandshakeHeaders().getFirst("X-Zowe-Auth-Failure"));
+        // The oracle: what Java (as the Zowe gateway does) makes of the certificate received.
+        String pub = session.getHandshakeHeaders().getFirst("X-Certificate-Public");
+        String javaDn = null;
+        String javaCn = null;
+        if (pub != null) {
+            try {
+                X509Certificate cert = (X509Certificate) CertificateFactory.getInstance("X.509")
+                        .generateCertificate(new ByteArrayInputStream(Base64.getDecoder().decode(pub)));
+                javaDn = cert.getSubjectDN().getName();
+                for (Rdn rdn : new LdapName(javaDn).getRdns()) {
+                    if ("cn".equalsIgnoreCase(rdn.getType())) {
+                        javaCn = String.valueOf(rdn.getValue());
+                        break;
+                    }
+                }
+            } catch (Exception e) {
+                javaDn = "unreadable: " + e;
+            }
+        }
+        field(b, "javaDistinguishedName", javaDn);
+        field(b, "javaCommonName", javaCn);
         b.setLength(b.length() - 1);
         return b.append('}').toString();
     }
