@@ -662,8 +662,11 @@ impl RawConfig {
                 Some(v) => {
                     let key = sticky_key(v)?;
                     let max_entries = r.sticky_max_entries.unwrap_or(100_000);
-                    if max_entries == 0 {
-                        return Err(invalid("routing.sticky_max_entries", "must be at least 1"));
+                    if !(1..=10_000_000).contains(&max_entries) {
+                        return Err(invalid(
+                            "routing.sticky_max_entries",
+                            "must be 1 to 10000000 (about 100 bytes per entry in use)",
+                        ));
                     }
                     Some(crate::routing::sticky::StickyConfig {
                         key,

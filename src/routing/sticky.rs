@@ -64,8 +64,8 @@ pub struct StickyConfig {
     pub key: StickyKey,
     /// An entry unused for this long is forgotten (`routing.sticky_ttl`, default 8 h).
     pub ttl: Duration,
-    /// Entries kept at most (`routing.sticky_max_entries`, default 100,000; about 100 bytes
-    /// each).
+    /// Entries kept at most (`routing.sticky_max_entries`, default 100,000, at most
+    /// 10,000,000; about 100 bytes each, allocated as entries are used).
     pub max_entries: usize,
 }
 
@@ -88,7 +88,8 @@ impl StickyTable {
         StickyTable {
             config,
             hasher: RandomState::new(),
-            entries: Mutex::new(lru::LruCache::new(cap)),
+            // Sparse: memory grows with the entries in use, not with the bound.
+            entries: Mutex::new(lru::LruCache::sparse(cap)),
         }
     }
 

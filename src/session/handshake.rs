@@ -162,7 +162,8 @@ pub fn switching_protocols<B: Default>(
 /// authentication scheme trust (`X-Certificate-Public`, `X-Certificate-DistinguishedName`,
 /// `X-Certificate-CommonName`, as `X509Scheme.ALL_HEADERS`, and `Client-Cert`, RFC 9440): only
 /// a gateway may set them from a verified certificate, so a client's copies are dropped, as the
-/// Zowe v3 gateway's `HeaderSanitizerFilter` does (issue 16 item 1). Names compare in lower
+/// Zowe v3 gateway's `HeaderSanitizerFilter` does (issue 16 item 1); and
+/// `X-Zowe-Auth-Failure`, which only the gateway says (see [`super::x509`]). Names compare in lower
 /// case (`HeaderName` is lower case).
 fn is_not_forwarded(name: &HeaderName) -> bool {
     matches!(
@@ -191,6 +192,7 @@ fn is_not_forwarded(name: &HeaderName) -> bool {
             | "x-certificate-commonname"
             | "client-cert"
             | "client-cert-chain"
+            | "x-zowe-auth-failure"
     )
 }
 
@@ -395,7 +397,8 @@ pub fn is_retryable(e: &HandshakeError) -> bool {
 
 /// The URI a client asked for, as Tomcat's `WsHandshakeRequest.buildRequestUri` writes it
 /// (Zowe v2's `gatewayPath`): `ws` or `wss`, the `Host` header (the listener's port when it has
-/// none), the path and the query as sent, e.g. `wss://gw:10010/ws/v1/svc/echo?x=1`.
+/// none), the path and the query as sent, e.g. `wss://gw:10010/ws/v1/svc/echo?x=1`. Kept for
+/// the session's life, so cut to [`MAX_SHOWN_URI`] bytes (ending in `…`).
 pub fn request_uri<B>(req: &Request<B>, client: &ClientSide) -> String {
     let scheme = if client.tls { "wss" } else { "ws" };
     let uri = req.uri();
@@ -405,11 +408,23 @@ pub fn request_uri<B>(req: &Request<B>, client: &ClientSide) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty());
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    match host {
+    let mut out = match host {
         Some(h) => format!("{scheme}://{h}{pq}"),
         None => format!("{scheme}://localhost:{}{pq}", client.local_port),
+    };
+    if out.len() > MAX_SHOWN_URI {
+        let mut end = MAX_SHOWN_URI - '…'.len_utf8();
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
     }
+    out
 }
+
+/// The longest `gatewayPath` kept per session, in bytes.
+pub const MAX_SHOWN_URI: usize = 1024;
 
 /// The URL of the service leg, e.g. `wss://host:10012/discoverableclient/ws/echo?x=1`.
 pub fn upstream_url(ep: &Endpoint, path: &str) -> String {

@@ -114,7 +114,8 @@ fn parse_entry(e: &str) -> Option<Entry> {
         return None;
     }
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+        // A `:` inside `[...]` is part of an IPv6 address, not the port separator.
+        Some((h, p)) if h.ends_with(']') || !h.contains('[') => {
             if p.is_empty() || p.parse::<u16>().is_err() {
                 return None;
             }

@@ -53,7 +53,13 @@ pub fn answer_with_close(
     let frame = crate::close::close_frame(close_code(e), &e.to_string());
     let settings = shared.settings.load_full();
     let close_timeout = settings.relay.close_timeout;
-    let limits = settings.client_limits;
+    // Only control frames are expected before the client's close answer: any data message is
+    // over these limits and ends the task, so a refused client holds no message buffer
+    // (however many refusals it asks for, up to `limits.max_connections`).
+    let limits = crate::ws::leg::Limits {
+        max_message_size: 125,
+        max_frame_size: 125,
+    };
     shared.tracker.spawn(async move {
         let _conn_slot = conn_slot;
         let Ok(upgraded) = on_upgrade.await else {

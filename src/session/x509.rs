@@ -225,7 +225,12 @@ fn is_printable_string_char(c: char) -> bool {
 fn hex(v: &x509_parser::der_parser::asn1_rs::Any<'_>) -> String {
     use std::fmt::Write;
     let data = v.data;
-    let mut der = vec![u8::try_from(v.tag().0).unwrap_or(0)];
+    // The identifier octet: class, constructed bit, tag number (low-tag form).
+    let header = &v.header;
+    let identifier = ((header.class() as u8) << 6)
+        | (u8::from(header.is_constructed()) << 5)
+        | u8::try_from(v.tag().0).unwrap_or(0x1f).min(0x1f);
+    let mut der = vec![identifier];
     match data.len() {
         n @ 0..=127 => der.push(n as u8),
         n => {

@@ -262,7 +262,7 @@ async fn the_x509_scheme_gets_the_headers_java_makes_of_the_verified_client_cert
     let forged = [
         ("X-Certificate-CommonName", "root"),
         ("X-Certificate-DistinguishedName", "CN=root"),
-        ("X-Zowe-Auth-Failure", ""),
+        ("X-Zowe-Auth-Failure", "forged"),
     ];
     let leaf_der = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .next()
