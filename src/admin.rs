@@ -7,7 +7,8 @@
 //! | `GET /application/health/liveness` | `{"status":"UP"}` while the process serves requests |
 //! | `GET /application/health/readiness` | as `health`: UP once a routing table is loaded, DOWN (503) while draining |
 //! | `GET /application/routes` | the current routing table |
-//! | `GET /application/prometheus` | Prometheus metrics (OpenMetrics text) |
+//! | `GET /application` | the endpoints with links (Actuator's discovery page: `_links`) |
+//! | `GET /application/prometheus` | Prometheus metrics: text format 0.0.4, or OpenMetrics when `Accept` asks for it |
 //! | `GET /application/info` | version, build, start time, config path |
 //!
 //! Access: only clients in `admin.allow` (default: loopback) get an answer, others get 403;
@@ -139,6 +140,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The endpoints under `/application`.
+const ENDPOINTS: [&str; 7] = [
+    "health",
+    "health/liveness",
+    "health/readiness",
+    "info",
+    "prometheus",
+    "routes",
+    "websockets",
+];
+
+/// Actuator's discovery page: `{"_links":{"self":{"href":..,"templated":false},"health":..}}`,
+/// links made from the request's `Host` (or the listener's address seen by the client).
+fn discovery<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> serde_json::Value {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '"', ' ']))
+        .map_or_else(|| peer.to_string(), str::to_owned);
+    let scheme = if shared.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let href = |p: &str| json!({"href": format!("{scheme}://{host}{p}"), "templated": false});
+    let mut links = serde_json::Map::new();
+    links.insert("self".into(), href("/application"));
+    for e in ENDPOINTS {
+        links.insert(e.replace('/', "-"), href(&format!("/application/{e}")));
+    }
+    json!({ "_links": links })
+}
+
 /// Answers a request under `/application`.
 pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Response<Full<Bytes>> {
     if let Err(refusal) = check_access(req, shared, peer) {
@@ -154,6 +189,7 @@ pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Respons
         );
     }
     match req.uri().path().trim_end_matches('/') {
+        "/application" => json_response(StatusCode::OK, &discovery(req, shared, peer)),
         "/application/websockets" => json_response(StatusCode::OK, &json!(shared.sessions.views())),
         "/application/health" | "/application/health/readiness" => {
             let (up, doc) = health(shared);
@@ -186,17 +222,34 @@ pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Respons
                     shared.metrics.tls.cert_expiry.set(exp);
                 }
             }
-            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
+            // OpenMetrics only when asked for (Prometheus asks); the classic text format
+            // otherwise, which a browser shows instead of downloading.
+            let openmetrics = req
+                .headers()
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(crate::metrics::wants_openmetrics);
+            let text = shared.metrics.encode();
+            let (body, content_type) = if openmetrics {
+                (text, crate::metrics::CONTENT_TYPE)
+            } else {
+                (
+                    crate::metrics::to_text_004(&text),
+                    crate::metrics::CONTENT_TYPE_004,
+                )
+            };
+            let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(content_type),
             );
             r
         }
         "/application/info" => json_response(
             StatusCode::OK,
             &json!({
-                "app": {"name": "wsrelay", "version": env!("CARGO_PKG_VERSION")},
+                "app": {"name": "wsrelay", "version": env!("CARGO_PKG_VERSION"), "commit": crate::metrics::COMMIT},
                 "build": {
                     "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
                     "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),

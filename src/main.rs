@@ -28,7 +28,10 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
 
 /// WebSocket gateway sidecar for Eureka-based platforms (Zowe API Mediation Layer).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WSRELAY_COMMIT"), ")"),
+    about
+)]
 struct Cli {
     /// Config file (TOML).
     #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "WSRELAY_CONFIG")]
@@ -310,6 +313,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // RUST_LOG wins over log.level: a filter that would log nothing is refused as log.level is.
+    if let Some(env) = std::env::var_os("RUST_LOG") {
+        let env = env.to_string_lossy();
+        if let Err(e) = wsrelay::config::check_log_filter(&env) {
+            eprintln!("wsrelay: environment variable RUST_LOG: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    }
     let level_handle = init_logging(&config.log.level, log_format(config.log.format));
     match cli.command {
         Some(Command::Check) => rt.block_on(check(config)),
@@ -321,7 +332,7 @@ fn main() -> ExitCode {
             match wsrelay::run(config, token, rx, |level| set_level(&level_handle, level)).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    // Once, on stderr, whatever log.level says.
                     eprintln!("wsrelay: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -1,5 +1,7 @@
 //! Prometheus metrics (prometheus-client), served at `/application/prometheus` in the
-//! OpenMetrics text format.
+//! Prometheus text format 0.0.4 (`text/plain; version=0.0.4`), or in the OpenMetrics text
+//! format when the request's `Accept` asks for `application/openmetrics-text`, as Spring
+//! Boot's endpoint does (spring-boot #28446: a browser downloads OpenMetrics as a file).
 //!
 //! Metric handles are cheap `Arc`ed atomics: the hot path clones a handle once per session
 //! and then only does atomic adds. Counter names below are registered without the `_total`
@@ -23,6 +25,7 @@
 //! | `wsrelay_registry_server` | gauge (1 = current) | `server` (credentials removed) |
 //! | `wsrelay_tls_reload_failures_total` | counter | — |
 //! | `wsrelay_tls_cert_expiry_timestamp_seconds` | gauge | — |
+//! | `wsrelay_build_info` | gauge (1) | `version`, `commit` |
 
 use std::sync::Mutex;
 
@@ -298,6 +301,14 @@ impl Metrics {
             "notAfter of the serving certificate (Unix seconds)",
             tls.cert_expiry.clone(),
         );
+        r.register(
+            "wsrelay_build",
+            "The running build",
+            prometheus_client::metrics::info::Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", COMMIT),
+            ]),
+        );
         Metrics {
             proxy,
             registry,
@@ -320,9 +331,115 @@ impl Metrics {
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of [`to_text_004`]'s output (Prometheus' classic text format).
+pub const CONTENT_TYPE_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The commit the binary was built from (12 hex digits, or `unknown`; see `build.rs`).
+pub const COMMIT: &str = env!("WSRELAY_COMMIT");
+
+/// Whether an `Accept` header value asks for OpenMetrics (any of its media ranges is
+/// `application/openmetrics-text` with a non-zero `q`), as Prometheus' scrape `Accept` does.
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        media.eq_ignore_ascii_case("application/openmetrics-text")
+            && !parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            })
+    })
+}
+
+/// Rewrites OpenMetrics text (as [`Metrics::encode`] writes it) into the Prometheus text
+/// format 0.0.4: a counter family `x` becomes `x_total` in its `# HELP` and `# TYPE` lines
+/// (its samples already are), an info family `x` becomes the gauge `x_info`, and `# UNIT` and
+/// `# EOF` lines go.
+pub fn to_text_004(openmetrics: &str) -> String {
+    let mut renamed: std::collections::HashMap<&str, (&str, &str)> =
+        std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, kind)) = rest.split_once(' ') {
+                match kind {
+                    "counter" if !name.ends_with("_total") => {
+                        renamed.insert(name, ("_total", "counter"));
+                    }
+                    "info" => {
+                        renamed.insert(name, ("_info", "gauge"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        if let Some((prefix, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if let Some((suffix, kind)) = renamed.get(name) {
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str(suffix);
+                out.push(' ');
+                out.push_str(if prefix == "# TYPE " { kind } else { tail });
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_004_renames_counters_and_info_and_drops_eof() {
+        let m = Metrics::new();
+        m.proxy.bytes_in.inc_by(5);
+        let om = m.encode();
+        assert!(om.ends_with("# EOF\n"));
+        let t = to_text_004(&om);
+        assert!(!t.contains("# EOF") && !t.contains("# UNIT"));
+        assert!(
+            t.contains("# TYPE wsrelay_relayed_bytes_total counter\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("# HELP wsrelay_relayed_bytes_total Payload bytes relayed"),
+            "{t}"
+        );
+        assert!(t.contains("wsrelay_relayed_bytes_total{direction=\"client_to_service\"} 5\n"));
+        assert!(t.contains("# TYPE wsrelay_build_info gauge\n"), "{t}");
+        assert!(t.contains(&format!(
+            "wsrelay_build_info{{version=\"{}\",commit=\"{COMMIT}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(t.contains("# TYPE wsrelay_connections_open gauge\n"), "{t}");
+    }
+
+    #[test]
+    fn openmetrics_is_served_when_asked_for() {
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(!wants_openmetrics(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        ));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+        assert!(!wants_openmetrics(""));
+    }
 
     #[test]
     fn encodes_registered_metrics_with_total_suffix() {

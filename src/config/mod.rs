@@ -15,6 +15,7 @@ mod raw;
 mod validate;
 
 pub use raw::*;
+pub use validate::check_log_filter;
 
 /// The default config file path used when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/wsrelay/wsrelay.toml";

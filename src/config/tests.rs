@@ -498,3 +498,33 @@ fn handshake_section_defaults_values_and_errors() {
         assert_eq!(key_of(e), key, "{body}");
     }
 }
+
+#[test]
+fn log_levels_that_would_log_nothing_are_refused() {
+    let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n[log]\n";
+    for ok in [
+        "info",
+        "DEBUG",
+        "info,wsrelay=debug",
+        "warn,hyper::proto=error",
+        "off",
+    ] {
+        assert!(
+            Config::from_toml(&format!("{base}level = {ok:?}\n"), None).is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in [
+        "verbose",
+        "inof",
+        "garbage!!",
+        "",
+        "info,wsrelay",
+        "wsrelay=loud",
+        "info,[",
+    ] {
+        let e = Config::from_toml(&format!("{base}level = {bad:?}\n"), None).unwrap_err();
+        assert_eq!(key_of(e), "log.level", "{bad}");
+    }
+    assert!(check_log_filter("inof").unwrap_err().contains("\"inof\""));
+}

@@ -257,6 +257,39 @@ pub(super) fn validate_registry(r: RawRegistry) -> Result<RegistryConfig, Config
 }
 
 /// Validates `[eureka.instance]`; `None` when absent or `enabled = false`.
+/// The levels a log filter directive may name (`tracing`'s, and `off`).
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `log.level` / `RUST_LOG` filter more strictly than `tracing_subscriber` does: that
+/// takes `verbose` or `inof` as a target name and then logs nothing at all. Every directive
+/// must be a level (`info`) or `target=level` (`wsrelay=debug`, `hyper::proto=warn`), and
+/// the whole must parse as an `EnvFilter`.
+///
+/// # Errors
+/// A message naming the directive and what is accepted.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let accepted = "a level (trace, debug, info, warn, error, off) or target=level, comma-separated, e.g. \"info,wsrelay=debug\"";
+    if filter.trim().is_empty() {
+        return Err(format!("is empty; expected {accepted}"));
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level,
+            Some(_) => directive,
+            None => directive,
+        };
+        if !LEVELS.iter().any(|l| level.trim().eq_ignore_ascii_case(l)) {
+            return Err(format!(
+                "{directive:?} is not {accepted} (a bare word is not a level: write \"{directive}=trace\" to log one target)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(|_| ())
+        .map_err(|e| format!("{filter:?} is not a valid filter: {e}"))
+}
+
 /// `routing.sticky`: `cookie:NAME` (an RFC 6265 cookie name) or `header:NAME` (an HTTP
 /// field name).
 fn sticky_key(v: &str) -> Result<crate::routing::sticky::StickyKey, ConfigError> {
@@ -711,12 +744,7 @@ impl RawConfig {
         };
 
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
-            return Err(invalid(
-                "log.level",
-                format!("{level:?} is not a valid filter: {e}"),
-            ));
-        }
+        check_log_filter(&level).map_err(|e| invalid("log.level", e))?;
         let format = match self.log.format.as_deref().map(str::trim) {
             None => LogFormat::Text,
             Some(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,

@@ -98,3 +98,68 @@ fn check_fails_when_the_registry_cannot_be_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.json"), "{err}");
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = wsrelay().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let want = format!(
+        "wsrelay {} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        commit.as_deref().unwrap_or("unknown")
+    );
+    assert_eq!(stdout.trim(), want);
+}
+
+/// `log.level = "verbose"` or `RUST_LOG='garbage!!'` would start an agent that logs nothing:
+/// both are refused with 64, naming the key or the variable.
+#[test]
+fn log_filters_that_would_log_nothing_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    let reg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+    let base = format!("[tls]\nenabled = false\n[registry]\nfile = {reg:?}\n");
+    for level in ["verbose", "inof"] {
+        std::fs::write(&cfg, format!("{base}[log]\nlevel = {level:?}\n")).unwrap();
+        let out = wsrelay()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{level}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("log.level") && err.contains(level), "{err}");
+    }
+    std::fs::write(&cfg, &base).unwrap();
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "garbage!!")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RUST_LOG") && err.contains("garbage!!"),
+        "{err}"
+    );
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info,wsrelay=debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

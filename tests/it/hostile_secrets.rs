@@ -122,6 +122,7 @@ async fn no_secret_reaches_logs_answers_metrics_or_diagnostics() {
     // Diagnostics while the session is open.
     let mut answers = String::new();
     for path in [
+        "/application",
         "/application/websockets",
         "/application/info",
         "/application/routes",

@@ -214,7 +214,51 @@ async fn prometheus_output_parses_and_counts_the_traffic() {
     // Counters are current while the session is still open.
     let (status, head, body) = agent.get("/application/prometheus", "").await;
     assert_eq!(status, 200);
-    assert!(head.contains("application/openmetrics-text"), "{head}");
+    // The classic text format unless OpenMetrics is asked for (a browser shows it, as Spring
+    // Boot's endpoint does), with the counters' types under their `_total` names.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        body.contains("# TYPE wsrelay_relayed_bytes_total counter"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"));
+    assert!(body.contains(&format!(
+        "wsrelay_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // Actuator's discovery page links every endpoint.
+    let (status, links) = agent.get_json("/application").await;
+    assert_eq!(status, 200);
+    for (name, path) in [
+        ("self", "/application"),
+        ("health", "/application/health"),
+        ("health-readiness", "/application/health/readiness"),
+        ("prometheus", "/application/prometheus"),
+        ("websockets", "/application/websockets"),
+        ("routes", "/application/routes"),
+        ("info", "/application/info"),
+    ] {
+        assert_eq!(
+            links["_links"][name]["href"],
+            format!("https://localhost{path}"),
+            "{links}"
+        );
+    }
+    let (_, om_head, om_body) = agent
+        .get(
+            "/application/prometheus",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+        )
+        .await;
+    assert!(
+        om_head.contains("application/openmetrics-text"),
+        "{om_head}"
+    );
+    assert!(om_body.ends_with("# EOF\n"));
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
     let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
         scrape
