@@ -6,7 +6,6 @@
 //! on them with TLS. Nothing here is special-cased in the agent.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
@@ -51,44 +50,74 @@ pub async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<SocketAdd
 
 /// Runs the demo until `shutdown` is cancelled, listening on `listen`.
 ///
+/// The certificate, key and registry go to a new private folder (mode 0700, the key 0600),
+/// removed when the demo ends; the drain on exit is short (2 s). The banner goes to stdout;
+/// a closed stdout is not an error.
+///
 /// # Errors
 /// If the echo service, the temporary files or the agent cannot be set up.
 pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
     let echo = start_echo(shutdown.clone()).await?;
-    let dir: PathBuf = std::env::temp_dir().join(format!("wsrelay-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = async {
-        let (cert, key) = crate::tls::self_signed_pem(&["localhost", "127.0.0.1"])?;
-        std::fs::write(dir.join("tls.crt"), cert)?;
-        std::fs::write(dir.join("tls.key"), key)?;
-        let registry = EXAMPLE_REGISTRY.replace(">10012<", &format!(">{}<", echo.port()));
-        std::fs::write(dir.join("registry.xml"), registry)?;
-        let toml = format!(
-            "[listen]\naddress = \"{listen}\"\n[tls]\ncert = {cert:?}\nkey = {key:?}\n[registry]\nfile = {reg:?}\nrefresh_interval = \"5s\"\n",
-            cert = dir.join("tls.crt").display().to_string(),
-            key = dir.join("tls.key").display().to_string(),
-            reg = dir.join("registry.xml").display().to_string(),
-        );
-        let config = Config::from_toml(&toml, None)?;
-        let agent = crate::start(config, shutdown.clone()).await?;
-        let port = agent.local_addr.port();
-        println!();
-        println!("wsrelay demo is running (Ctrl-C to stop).");
-        println!("  echo service:   ws://127.0.0.1:{}/discoverableclient/ws (registered as DISCOVERABLECLIENT)", echo.port());
-        println!("  registry file:  {}", dir.join("registry.xml").display());
-        println!("  certificate:    {} (self-signed for localhost)", dir.join("tls.crt").display());
-        println!();
-        println!("Try (the certificate is self-signed, so skip verification):");
-        println!("  wss://localhost:{port}/discoverableclient/ws/v1/echo");
-        println!("  wss://localhost:{port}/ws/v1/discoverableclient/echo     (v1 URL form)");
-        println!("  e.g. websocat -k wss://localhost:{port}/ws/v1/discoverableclient/echo");
-        println!("Diagnostics: curl -k https://localhost:{port}/application/websockets  (also health, routes, info)");
-        println!();
-        shutdown.cancelled().await;
-        agent.drained(agent.shared.settings.load().shutdown_grace).await;
-        anyhow::Ok(())
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    // Private (0700) and removed when dropped, on every way out of this function.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("wsrelay-demo-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let dir = builder
+        .tempdir()
+        .context("cannot create the demo's temporary folder")?;
+    let path = |name: &str| dir.path().join(name);
+    let (cert, key) = crate::tls::self_signed_pem(&["localhost", "127.0.0.1"])?;
+    std::fs::write(path("tls.crt"), cert)?;
+    write_private(&path("tls.key"), key.as_bytes())?;
+    // The bundled registry with the echo service's port (its instance id and URLs too).
+    let port = echo.port().to_string();
+    let registry = EXAMPLE_REGISTRY
+        .replace(">10012<", &format!(">{port}<"))
+        .replace(":10012", &format!(":{port}"));
+    std::fs::write(path("registry.xml"), registry)?;
+    let toml = format!(
+        "[listen]\naddress = \"{listen}\"\n[tls]\ncert = {cert:?}\nkey = {key:?}\n[registry]\nfile = {reg:?}\nrefresh_interval = \"5s\"\n[shutdown]\ngrace = \"2s\"\n",
+        cert = path("tls.crt").display().to_string(),
+        key = path("tls.key").display().to_string(),
+        reg = path("registry.xml").display().to_string(),
+    );
+    let config = Config::from_toml(&toml, None)?;
+    let agent = crate::start(config, shutdown.clone()).await?;
+    let port = agent.local_addr.port();
+    let banner = format!(
+        "\nwsrelay demo is running (Ctrl-C to stop).\n\
+  echo service:   ws://127.0.0.1:{echo}/discoverableclient/ws (registered as DISCOVERABLECLIENT)\n\
+  registry file:  {reg}\n\
+  certificate:    {crt} (self-signed for localhost; removed on exit)\n\n\
+Try (the certificate is self-signed, so skip verification):\n\
+  wss://localhost:{port}/discoverableclient/ws/v1/echo\n\
+  wss://localhost:{port}/ws/v1/discoverableclient/echo     (v1 URL form)\n\
+  e.g. websocat -k wss://localhost:{port}/ws/v1/discoverableclient/echo\n\
+Diagnostics: curl -k https://localhost:{port}/application/websockets  (also health, routes, info)\n\n",
+        echo = echo.port(),
+        reg = path("registry.xml").display(),
+        crt = path("tls.crt").display(),
+    );
+    // A closed stdout (`wsrelay demo | head -1`) must not stop the demo.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    shutdown.cancelled().await;
+    agent
+        .drained(agent.shared.settings.load().shutdown_grace)
+        .await;
+    drop(agent);
+    dir.close()
+        .context("cannot remove the demo's temporary folder")?;
+    Ok(())
+}
+
+/// Writes `bytes` to a new file readable by its owner only (0600 on Unix).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }

@@ -33,9 +33,9 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
     about
 )]
 struct Cli {
-    /// Config file (TOML).
-    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "WSRELAY_CONFIG")]
-    config: PathBuf,
+    /// Config file (TOML) [default: /etc/wsrelay/wsrelay.toml]. Not taken by `demo`.
+    #[arg(long, short, global = true, env = "WSRELAY_CONFIG")]
+    config: Option<PathBuf>,
     /// Log format (overrides log.format).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -248,6 +248,18 @@ fn shutdown_on_signals(token: CancellationToken) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let (Some(Command::Demo { .. }), Some(path)) = (&cli.command, &cli.config) {
+        eprintln!(
+            "wsrelay demo: runs on an embedded default and takes no config, but --config (or WSRELAY_CONFIG) gave {}; run `wsrelay --config {} run` for that config",
+            path.display(),
+            path.display()
+        );
+        return ExitCode::from(EX_CONFIG);
+    }
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let log_format = |cfg: LogFormat| match cli.log_format {
         Some(LogFormatArg::Json) => LogFormat::Json,
         Some(LogFormatArg::Text) => LogFormat::Text,
@@ -266,7 +278,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Sessions(args)) => {
             return rt.block_on(remote(
-                &cli.config,
+                &config_path,
                 args,
                 "/application/websockets",
                 wsrelay::cli::render_sessions,
@@ -274,7 +286,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Routes(args)) => {
             return rt.block_on(remote(
-                &cli.config,
+                &config_path,
                 args,
                 "/application/routes",
                 wsrelay::cli::render_routes,
@@ -288,7 +300,7 @@ fn main() -> ExitCode {
                 HealthCheck::Liveness => "/application/health/liveness",
                 HealthCheck::Readiness => "/application/health/readiness",
             };
-            return rt.block_on(remote(&cli.config, args, path, |v| format!("{v}\n")));
+            return rt.block_on(remote(&config_path, args, path, |v| format!("{v}\n")));
         }
         _ => {}
     }
@@ -306,7 +318,7 @@ fn main() -> ExitCode {
             }
         });
     }
-    let config = match Config::load(&cli.config) {
+    let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("wsrelay: {e}");

@@ -163,3 +163,108 @@ fn log_filters_that_would_log_nothing_exit_64() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `wsrelay demo`: its key is private (0600 in a 0700 folder) and removed on exit, the demo
+/// instance id names the echo service's real port, a closed stdout does not stop it, and it
+/// refuses `--config` (issue 19).
+#[test]
+fn demo_keeps_its_key_private_names_its_port_and_survives_a_closed_stdout() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let wait_up = |port: u16| {
+        for _ in 0..600 {
+            let ok = wsrelay()
+                .args(["health", "--url", &format!("https://127.0.0.1:{port}")])
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if ok {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the demo never became ready");
+    };
+    let term = |child: &mut std::process::Child| {
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    };
+
+    let port = free();
+    let mut child = wsrelay()
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("WSRELAY_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut echo_port = None;
+    let mut cert = None;
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(rest) = line.trim().strip_prefix("echo service:   ws://127.0.0.1:") {
+            echo_port = rest.split('/').next().map(str::to_owned);
+        }
+        if let Some(rest) = line.trim().strip_prefix("certificate:    ") {
+            cert = rest.split(' ').next().map(std::path::PathBuf::from);
+        }
+        if line.contains("Diagnostics:") {
+            break;
+        }
+    }
+    let (echo_port, cert) = (echo_port.unwrap(), cert.unwrap());
+    let dir = cert.parent().unwrap().to_path_buf();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    assert_eq!(mode(&dir.join("tls.key")), 0o600);
+    let routes = wsrelay()
+        .args([
+            "routes",
+            "--json",
+            "--url",
+            &format!("https://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    let routes: serde_json::Value = serde_json::from_slice(&routes.stdout).unwrap();
+    let id = routes[0]["instances"][0]["instanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id, format!("localhost:discoverableclient:{echo_port}"));
+    assert_eq!(term(&mut child).code(), Some(0));
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+
+    // Nobody reads stdout: the demo still runs and ends cleanly (it panicked with a broken
+    // pipe, exit 101).
+    let port = free();
+    let mut child = wsrelay()
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("WSRELAY_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    wait_up(port);
+    assert_eq!(term(&mut child).code(), Some(0));
+
+    let out = wsrelay()
+        .args(["demo", "--config", "/etc/wsrelay/wsrelay.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("takes no config"));
+}
