@@ -31,16 +31,45 @@ pub fn local_url(config: &Config) -> String {
     format!("{scheme}://{addr}")
 }
 
-/// GETs `{base}{path}` and parses the JSON answer.
+/// `--url` as given, checked and made a base URL: a scheme is required (`https://host:port`),
+/// and a trailing `/application` (the endpoints' prefix, often pasted with them) is dropped.
 ///
 /// # Errors
-/// Connection, TLS, non-2xx status (with the body's `message`), or a body that is not JSON.
-pub async fn fetch_json(
+/// A message saying what to write for a URL without a scheme, with a scheme other than
+/// `http`/`https`, or with another path.
+pub fn base_url(given: &str) -> anyhow::Result<String> {
+    let trimmed = given.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        anyhow::bail!(
+            "--url {given:?} has no scheme: write https://{trimmed} (or http:// when the agent runs with tls.enabled = false)"
+        );
+    };
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        anyhow::bail!("--url {given:?}: the scheme must be https or http (the agent's listener)");
+    }
+    let rest = rest
+        .strip_suffix("/application")
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    if let Some(path) = rest.find('/').and_then(|i| rest.get(i..)) {
+        anyhow::bail!(
+            "--url {given:?}: give the agent's base URL ({scheme}://host:port), without the path {path:?}"
+        );
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
+/// GETs `{base}{path}`: the HTTP status and the JSON answer, whatever the status.
+///
+/// # Errors
+/// Connection or TLS failure (with a hint when the scheme does not match the listener: `http`
+/// to a TLS port, `https` to a plain one), or a body that is not JSON.
+pub async fn fetch(
     base: &str,
     path: &str,
     token: Option<&str>,
     ca: Option<&Path>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(u16, Value)> {
     let url = format!("{}{}", base.trim_end_matches('/'), path);
     let uri: http::Uri = url
         .parse()
@@ -66,24 +95,92 @@ pub async fn fetch_json(
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let hint = match uri.scheme_str() {
+                Some("http") if !e.is_connect() && !e.is_timeout() => {
+                    " (the listener may serve TLS: try https://)"
+                }
+                Some("https")
+                    if e.is_connect() && format!("{e:?}").contains("InvalidContentType") =>
+                {
+                    " (the listener may serve plain HTTP, tls.enabled = false: try http://)"
+                }
+                _ => "",
+            };
+            return Err(anyhow::Error::new(e).context(format!("cannot reach {url}{hint}")));
+        }
+    };
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
         .with_context(|| format!("cannot read the answer of {url}"))?;
-    let body: Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer JSON"))?;
-    if !status.is_success() {
+    let body: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{url} answered HTTP {status} without JSON"))?;
+    Ok((status.as_u16(), body))
+}
+
+/// GETs `{base}{path}` and parses the JSON answer of a 2xx.
+///
+/// # Errors
+/// As [`fetch`], and a non-2xx status (with the body's `message`).
+pub async fn fetch_json(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    ca: Option<&Path>,
+) -> anyhow::Result<Value> {
+    let (status, body) = fetch(base, path, token, ca).await?;
+    if !(200..300).contains(&status) {
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
         anyhow::bail!(
-            "{url}: HTTP {status}: {}",
-            body.get("message").and_then(Value::as_str).unwrap_or("")
+            "{base}{path}: HTTP {status} {reason}: {}",
+            body.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)")
         );
     }
     Ok(body)
+}
+
+/// A health document (`/application/health`) in one line per component that is not UP, with
+/// its last error: what `wsrelay health` prints when the agent is DOWN.
+pub fn render_health(v: &Value) -> String {
+    let mut out = format!(
+        "{}\n",
+        v.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN")
+    );
+    if let Some(components) = v.get("components").and_then(Value::as_object) {
+        for (name, c) in components {
+            let status = c.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
+            if status == "UP" {
+                continue;
+            }
+            let details = c.get("details");
+            let detail = |k: &str| details.and_then(|d| d.get(k)).filter(|v| !v.is_null());
+            let mut line = format!("  {name}: {status}");
+            if let Some(e) = detail("lastError") {
+                line.push_str(&format!(
+                    "; last error: {}",
+                    e.as_str().map_or_else(|| e.to_string(), str::to_owned)
+                ));
+            }
+            if detail("draining").and_then(Value::as_bool) == Some(true) {
+                line.push_str("; draining (shutting down)");
+            }
+            if name == "registry" && detail("lastSuccess").is_none() {
+                line.push_str("; no registry fetch has succeeded yet");
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn s(v: &Value, key: &str) -> String {
@@ -219,6 +316,38 @@ mod tests {
         assert!(lines[1].contains("  /ws/v1/s  "), "{}", lines[1]);
         assert_eq!(lines[2], "1 live session");
         assert!(render_sessions(&json!([])).ends_with("0 live sessions\n"));
+    }
+
+    #[test]
+    fn base_urls_are_checked_and_trimmed() {
+        assert_eq!(base_url("https://gw:10010").unwrap(), "https://gw:10010");
+        assert_eq!(
+            base_url("https://gw:10010/application/").unwrap(),
+            "https://gw:10010"
+        );
+        assert!(base_url("127.0.0.1:10010")
+            .unwrap_err()
+            .to_string()
+            .contains("https://127.0.0.1:10010"));
+        assert!(base_url("ftp://gw").is_err());
+        assert!(base_url("https://gw/application/health")
+            .unwrap_err()
+            .to_string()
+            .contains("base URL"));
+    }
+
+    #[test]
+    fn a_down_health_names_the_failing_component_and_its_error() {
+        let v = json!({"status":"DOWN","components":{
+            "listener":{"status":"UP","details":{"draining":false}},
+            "registry":{"status":"DOWN","details":{"source":"eureka","lastSuccess":null,
+                "lastError":"http://e:8761/eureka/apps/: connection refused"}},
+            "tls":{"status":"UP"}}});
+        let out = render_health(&v);
+        assert_eq!(
+            out,
+            "DOWN\n  registry: DOWN; last error: http://e:8761/eureka/apps/: connection refused; no registry fetch has succeeded yet\n"
+        );
     }
 
     #[test]

@@ -109,7 +109,13 @@ async fn remote(
     render: fn(&serde_json::Value) -> String,
 ) -> ExitCode {
     let base = match &args.url {
-        Some(u) => u.clone(),
+        Some(u) => match wsrelay::cli::base_url(u) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("wsrelay: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
         None => match Config::load(cli_config) {
             Ok(c) => wsrelay::cli::local_url(&c),
             Err(_) => "https://127.0.0.1:10010".to_owned(),
@@ -128,6 +134,60 @@ async fn remote(
                 print!("{}", render(&v));
             }
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wsrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `wsrelay health`: exit 0 when UP; when DOWN, the components that are not UP and their
+/// last errors (or the whole document with `--json`), exit 1.
+async fn health(cli_config: &std::path::Path, args: &RemoteArgs, path: &str) -> ExitCode {
+    let base = match &args.url {
+        Some(u) => match wsrelay::cli::base_url(u) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("wsrelay: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        None => match Config::load(cli_config) {
+            Ok(c) => wsrelay::cli::local_url(&c),
+            Err(_) => "https://127.0.0.1:10010".to_owned(),
+        },
+    };
+    let token = args.token.clone().or_else(|| {
+        Config::load(cli_config)
+            .ok()
+            .and_then(|c| c.admin.token.map(|t| t.expose().to_owned()))
+    });
+    match wsrelay::cli::fetch(&base, path, token.as_deref(), args.ca.as_deref()).await {
+        Ok((status, doc)) if doc.get("status").is_some() => {
+            let text = if args.json {
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&doc).unwrap_or_default()
+                )
+            } else {
+                wsrelay::cli::render_health(&doc)
+            };
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok((status, doc)) => {
+            eprintln!(
+                "wsrelay: {base}{path}: HTTP {status}: {}",
+                doc.get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("(no message)")
+            );
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("wsrelay: {e:#}");
@@ -300,7 +360,7 @@ fn main() -> ExitCode {
                 HealthCheck::Liveness => "/application/health/liveness",
                 HealthCheck::Readiness => "/application/health/readiness",
             };
-            return rt.block_on(remote(&config_path, args, path, |v| format!("{v}\n")));
+            return rt.block_on(health(&config_path, args, path));
         }
         _ => {}
     }

@@ -268,3 +268,73 @@ fn demo_keeps_its_key_private_names_its_port_and_survives_a_closed_stdout() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("takes no config"));
 }
+
+/// `wsrelay health` on a DOWN agent says which component is down and why (it printed
+/// `HTTP 503 Service Unavailable: ` and nothing else), with and without `--json`; `--url`
+/// mistakes get a message saying what to write (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_the_failing_component_and_url_mistakes_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-registry.xml");
+    let agent = crate::support::TestAgent::start_with(
+        &format!(
+            "[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n",
+            missing.display().to_string()
+        ),
+        "",
+        dir,
+    )
+    .await;
+    let url = format!(
+        "https://127.0.0.1:{}/application/",
+        agent.agent.local_addr.port()
+    );
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || wsrelay().args(args).output().unwrap())
+    };
+    let out = run(vec!["health".into(), "--url".into(), url.clone()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("DOWN\n  registry: DOWN; last error: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("missing-registry.xml"), "{stdout}");
+    let out = run(vec![
+        "health".into(),
+        "--json".into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["components"]["registry"]["status"], "DOWN");
+    assert!(doc["components"]["registry"]["details"]["lastError"].is_string());
+
+    let bare = url
+        .trim_start_matches("https://")
+        .trim_end_matches("/application/")
+        .to_owned();
+    let out = run(vec!["health".into(), "--url".into(), bare.clone()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("write https://{bare}")));
+    let out = run(vec![
+        "routes".into(),
+        "--url".into(),
+        format!("http://{bare}"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("try https://"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
