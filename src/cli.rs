@@ -31,6 +31,24 @@ pub fn local_url(config: &Config) -> String {
     format!("{scheme}://{addr}")
 }
 
+/// An error and its causes on one line, `: `-separated, leaving out a cause whose text the
+/// message before it already holds (`thiserror` messages that print their source, as
+/// `cannot read registry file X: No such file or directory`, would repeat it).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// `--url` as given, checked and made a base URL: a scheme is required (`https://host:port`),
 /// and a trailing `/application` (the endpoints' prefix, often pasted with them) is dropped.
 ///
@@ -316,6 +334,21 @@ mod tests {
         assert!(lines[1].contains("  /ws/v1/s  "), "{}", lines[1]);
         assert_eq!(lines[2], "1 live session");
         assert!(render_sessions(&json!([])).ends_with("0 live sessions\n"));
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read registry file r.xml: {source}")]
+        struct Read {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Read { source: io }).context("registry");
+        assert_eq!(
+            error_text(&e),
+            "registry: cannot read registry file r.xml: No such file or directory"
+        );
     }
 
     #[test]

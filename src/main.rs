@@ -136,7 +136,7 @@ async fn remote(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("wsrelay: {e:#}");
+            eprintln!("wsrelay: {}", wsrelay::cli::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -190,7 +190,7 @@ async fn health(cli_config: &std::path::Path, args: &RemoteArgs, path: &str) -> 
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("wsrelay: {e:#}");
+            eprintln!("wsrelay: {}", wsrelay::cli::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -372,7 +372,7 @@ fn main() -> ExitCode {
             match wsrelay::demo::run(listen, token).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("wsrelay demo: {e:#}");
+                    eprintln!("wsrelay demo: {}", wsrelay::cli::error_text(&e));
                     ExitCode::FAILURE
                 }
             }
@@ -405,7 +405,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // Once, on stderr, whatever log.level says.
-                    eprintln!("wsrelay: {e:#}");
+                    eprintln!("wsrelay: {}", wsrelay::cli::error_text(&e));
                     ExitCode::FAILURE
                 }
             }
@@ -420,7 +420,7 @@ async fn check(config: Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("wsrelay check: {e:#}");
+            eprintln!("wsrelay check: {}", wsrelay::cli::error_text(&e));
             ExitCode::FAILURE
         }
     }

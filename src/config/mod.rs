@@ -32,8 +32,8 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or has unknown keys / wrong types (the message has the
-    /// line, column and key from the TOML parser).
-    #[error("config file {path}: {message}")]
+    /// line, column and the line itself from the TOML parser, over several lines).
+    #[error("config file {path} is not valid:\n{message}")]
     Parse {
         /// The file (or `<inline>`).
         path: String,
@@ -475,6 +475,34 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// The TOML parser's message with serde's type words said for people: `expected u32` →
+/// `expected a whole number (0 to 4294967295)`, bytesize's `expected parsable string` → what a
+/// size looks like, humantime's errors → what a duration looks like. Kept multi-line, each
+/// line indented.
+fn explain_parse_error(message: &str) -> String {
+    let mut m = message.to_owned();
+    for (serde, human) in [
+        ("expected u16", "expected a whole number (0 to 65535)"),
+        ("expected u32", "expected a whole number (0 to 4294967295)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected usize", "expected a whole number (0 or more)"),
+        (
+            "expected parsable string",
+            "expected a size: a byte count (16777216) or a string such as \"16MiB\", \"64KiB\", \"1GB\"",
+        ),
+        ("expected a boolean", "expected true or false (without quotes)"),
+    ] {
+        m = m.replace(serde, human);
+    }
+    if m.contains("time unit") || m.contains("expected number") || m.contains("a duration") {
+        m.push_str("\n  durations are strings such as \"30s\", \"250ms\", \"1m 30s\", \"8h\"");
+    }
+    m.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Config {
     /// Parses and validates TOML text. `origin` names the text in error messages.
     ///
@@ -484,7 +512,7 @@ impl Config {
         let name = origin.map_or_else(|| "<inline>".to_owned(), |p| p.display().to_string());
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: name,
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: explain_parse_error(e.to_string().trim_end()),
         })?;
         raw.validate(origin.map(Path::to_path_buf))
     }

@@ -528,3 +528,33 @@ fn log_levels_that_would_log_nothing_are_refused() {
     }
     assert!(check_log_filter("inof").unwrap_err().contains("\"inof\""));
 }
+
+#[test]
+fn parse_errors_say_what_is_accepted_over_several_lines() {
+    let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
+    for (body, want) in [
+        (
+            "[limits]\nmax_message_size = \"16MB!\"",
+            "expected a size: a byte count",
+        ),
+        (
+            "[upstream]\nmax_attempts = \"3\"",
+            "expected a whole number (0 to 4294967295)",
+        ),
+        ("[registry2]\nx = 1", "unknown field `registry2`"),
+        (
+            "[keepalive]\ninterval = \"30 secs!\"",
+            "durations are strings such as \"30s\"",
+        ),
+    ] {
+        let e = Config::from_toml(&format!("{base}{body}\n"), Some(Path::new("w.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config file w.toml is not valid:\n  TOML parse error at line "),
+            "{e}"
+        );
+        assert!(e.contains(want), "{body}: {e}");
+        assert!(e.lines().count() >= 4, "{e}");
+    }
+}
