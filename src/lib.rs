@@ -534,6 +534,7 @@ pub async fn reload_from_file(
 /// # Errors
 /// When the certificate/key/CA files are bad or the registry cannot be fetched or decoded.
 pub async fn check(config: &Config) -> anyhow::Result<String> {
+    check_files(config)?;
     if let Some(files) = &config.tls {
         tls::load_certified_key(&files.cert, &files.key).context("listener certificate")?;
     }
@@ -551,8 +552,59 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
                 .map_err(anyhow::Error::msg)?
         }
     };
-    let table = RouteTable::build(&snapshot);
+    let table = RouteTable::build_scoped(&snapshot, config.routing.websocket_routes);
     Ok(render_routes(&table, &source, &snapshot))
+}
+
+/// Loads every file the config names, as the agent would at start, without touching the
+/// network: the listener certificate and key, the client CA bundle (`tls.client_ca`), the
+/// upstream CA bundle and client certificate, the Eureka client certificate and CA bundle.
+///
+/// # Errors
+/// The first file that cannot be read or used, named with its key.
+pub fn check_files(config: &Config) -> anyhow::Result<()> {
+    if let Some(files) = &config.tls {
+        let key = tls::load_certified_key(&files.cert, &files.key)
+            .context("tls.cert / tls.key (the listener certificate)")?;
+        let store = Arc::new(tls::CertStore::new(key));
+        tls::server_config_with_client_auth(store, &files.client_auth).context("tls.client_ca")?;
+    }
+    upstream_tls(config)?;
+    let e = &config.registry.eureka;
+    if let Some(ca) = &e.ca_file {
+        tls::load_certs(ca).context("registry.ca_file")?;
+    }
+    if let (Some(cert), Some(key)) = (&e.client_cert, &e.client_key) {
+        tls::load_certified_key(cert, key).context("registry.client_cert / registry.client_key")?;
+    }
+    Ok(())
+}
+
+/// `wsrelay check --offline`: validates the config and loads every file it names
+/// ([`check_files`], and the registry file when that is the source), without contacting
+/// Eureka (nginx `-t`, HAProxy `-c`, Envoy `--mode validate`). Returns a summary.
+///
+/// # Errors
+/// As [`check_files`], and a registry file that cannot be read or parsed.
+pub async fn check_offline(config: &Config) -> anyhow::Result<String> {
+    check_files(config)?;
+    match &config.registry.source {
+        RegistrySource::File(path) => {
+            let snapshot = registry::file::load(path, config.registry.max_payload_size).await?;
+            let table = RouteTable::build_scoped(&snapshot, config.routing.websocket_routes);
+            Ok(format!(
+                "config OK; registry file {}: {} applications, {} with WebSocket routes\n",
+                path.display(),
+                snapshot.applications.len(),
+                table.len()
+            ))
+        }
+        RegistrySource::Eureka(urls) => Ok(format!(
+            "config OK (offline: the {} Eureka server{} not contacted)\n",
+            urls.len(),
+            if urls.len() == 1 { " was" } else { "s were" }
+        )),
+    }
 }
 
 /// Renders a routing table as aligned columns, one line per (route, instance).

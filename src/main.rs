@@ -61,8 +61,18 @@ enum LogFormatArg {
 enum Command {
     /// Run the agent (the default).
     Run,
-    /// Validate the config, fetch the registry once, print the route table.
-    Check,
+    /// Validate the config and the files it names, fetch the registry once, print the route
+    /// table.
+    Check {
+        /// Do not touch the network: validate the config and load its files only (Eureka is
+        /// not contacted).
+        #[arg(long)]
+        offline: bool,
+        /// Print the effective config first (every key with its value, defaults included;
+        /// secrets as ***).
+        #[arg(long)]
+        print: bool,
+    },
     /// Print the live sessions of a running agent (from /application/websockets).
     Sessions(RemoteArgs),
     /// Print the routing table of a running agent (from /application/routes).
@@ -395,7 +405,7 @@ fn main() -> ExitCode {
     }
     let level_handle = init_logging(&config.log.level, log_format(config.log.format));
     match cli.command {
-        Some(Command::Check) => rt.block_on(check(config)),
+        Some(Command::Check { offline, print }) => rt.block_on(check(config, offline, print)),
         _ => rt.block_on(async {
             let token = CancellationToken::new();
             shutdown_on_signals(token.clone());
@@ -413,8 +423,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn check(config: Config) -> ExitCode {
-    match wsrelay::check(&config).await {
+async fn check(config: Config, offline: bool, print: bool) -> ExitCode {
+    if print {
+        let _ =
+            std::io::Write::write_all(&mut std::io::stdout(), config.effective_toml().as_bytes());
+    }
+    let result = if offline {
+        wsrelay::check_offline(&config).await
+    } else {
+        wsrelay::check(&config).await
+    };
+    match result {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -67,6 +67,18 @@ impl AllowedOrigins {
         AllowedOrigins(entries)
     }
 
+    /// The entries as written in the config (lower-cased), e.g. for `wsrelay check --print`.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|e| match e {
+                Entry::Any => "*".to_owned(),
+                Entry::Exact(o) => o.clone(),
+                Entry::Subdomains { scheme, suffix } => format!("{scheme}*{suffix}"),
+            })
+            .collect()
+    }
+
     /// Whether a request with this `Origin` header value may open a session.
     pub fn allows(&self, origin: &str) -> bool {
         let origin = origin.trim();

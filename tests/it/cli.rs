@@ -338,3 +338,78 @@ async fn health_names_the_failing_component_and_url_mistakes_are_explained() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `check --offline` validates the config and loads its files without contacting Eureka;
+/// `check --print` shows the effective config, which reads back (issue 19).
+#[test]
+fn check_offline_loads_files_without_the_network_and_print_shows_the_effective_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    // An unreachable Eureka server: offline never tries it.
+    let base =
+        "[tls]\nenabled = false\n[registry]\neureka_urls = [\"http://127.0.0.1:9/eureka/\"]\n";
+    std::fs::write(&cfg, base).unwrap();
+    let out = wsrelay()
+        .args(["check", "--offline", "--print", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("config OK (offline: the 1 Eureka server was not contacted)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refresh_interval = \"30s\""), "{stdout}");
+    assert!(stdout.contains("websocket_routes = \"ws\""), "{stdout}");
+    // The printed config is a valid config with the same effective values.
+    let printed = stdout.split("config OK").next().unwrap();
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, printed).unwrap();
+    let out = wsrelay()
+        .args(["check", "--offline", "--print", "--config"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = String::from_utf8_lossy(&out.stdout);
+    let body = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&second), body(&stdout));
+    // Without --offline the same config fails on the unreachable server.
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // A file the config names is loaded: a missing listener certificate fails offline too.
+    std::fs::write(
+        &cfg,
+        "[tls]\ncert = \"/nonexistent/tls.crt\"\nkey = \"/nonexistent/tls.key\"\n[registry]\neureka_urls = [\"http://127.0.0.1:9/eureka/\"]\n",
+    )
+    .unwrap();
+    let out = wsrelay()
+        .args(["check", "--offline", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls.cert") && err.contains("/nonexistent/tls.crt"),
+        "{err}"
+    );
+}
