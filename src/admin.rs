@@ -3,6 +3,8 @@
 //! | endpoint | answer |
 //! |---|---|
 //! | `GET /application/websockets` | JSON array of live routed sessions |
+//! | `GET /application/websockets/closed` | the last `admin.recent` sessions that ended, newest first |
+//! | `GET /application/websockets/refused` | the last `admin.recent` refused upgrades, newest first |
 //! | `GET /application/health` | `{"status":"UP"}` (200) or `DOWN` (503) with components `registry`, `tls`, `listener` |
 //! | `GET /application/health/liveness` | `{"status":"UP"}` while the process serves requests |
 //! | `GET /application/health/readiness` | as `health`: UP once a routing table is loaded, DOWN (503) while draining |
@@ -141,7 +143,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The endpoints under `/application`.
-const ENDPOINTS: [&str; 7] = [
+const ENDPOINTS: [&str; 9] = [
     "health",
     "health/liveness",
     "health/readiness",
@@ -149,6 +151,8 @@ const ENDPOINTS: [&str; 7] = [
     "prometheus",
     "routes",
     "websockets",
+    "websockets/closed",
+    "websockets/refused",
 ];
 
 /// Actuator's discovery page: `{"_links":{"self":{"href":..,"templated":false},"health":..}}`,
@@ -191,6 +195,14 @@ pub fn handle<B>(req: &Request<B>, shared: &Shared, peer: SocketAddr) -> Respons
     match req.uri().path().trim_end_matches('/') {
         "/application" => json_response(StatusCode::OK, &discovery(req, shared, peer)),
         "/application/websockets" => json_response(StatusCode::OK, &json!(shared.sessions.views())),
+        "/application/websockets/closed" => json_response(
+            StatusCode::OK,
+            &json!(shared.closed_sessions.newest_first()),
+        ),
+        "/application/websockets/refused" => json_response(
+            StatusCode::OK,
+            &json!(shared.refused_upgrades.newest_first()),
+        ),
         "/application/health" | "/application/health/readiness" => {
             let (up, doc) = health(shared);
             json_response(

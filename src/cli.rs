@@ -278,6 +278,68 @@ fn uri_path(uri: &str) -> &str {
     }
 }
 
+/// Renders `/application/websockets/closed` as a table, newest first.
+pub fn render_closed_sessions(v: &Value) -> String {
+    let mut rows = vec![[
+        "SESSION",
+        "ENDED",
+        "CLIENT",
+        "SERVICE",
+        "INSTANCE",
+        "CODE",
+        "BY",
+        "DURATION",
+        "IN msgs/bytes",
+        "OUT msgs/bytes",
+        "REASON",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for sess in v.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        rows.push(vec![
+            s(sess, "sessionId"),
+            s(sess, "endedAt"),
+            s(sess, "clientAddress").trim_start_matches('/').to_owned(),
+            s(sess, "serviceId"),
+            s(sess, "instanceId"),
+            s(sess, "closeCode"),
+            s(sess, "closedBy"),
+            format!("{} ms", s(sess, "durationMs")),
+            format!("{}/{}", s(sess, "messagesIn"), s(sess, "bytesIn")),
+            format!("{}/{}", s(sess, "messagesOut"), s(sess, "bytesOut")),
+            s(sess, "closeReason"),
+        ]);
+    }
+    let n = rows.len() - 1;
+    format!(
+        "{}{n} closed session{}\n",
+        table(&rows),
+        if n == 1 { "" } else { "s" }
+    )
+}
+
+/// Renders `/application/websockets/refused` as a table, newest first.
+pub fn render_refused(v: &Value) -> String {
+    let mut rows = vec![["AT", "CLIENT", "STATUS", "PATH", "CAUSE"]
+        .map(str::to_owned)
+        .to_vec()];
+    for r in v.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        rows.push(vec![
+            s(r, "at"),
+            s(r, "clientAddress").trim_start_matches('/').to_owned(),
+            s(r, "status"),
+            s(r, "path"),
+            s(r, "cause"),
+        ]);
+    }
+    let n = rows.len() - 1;
+    format!(
+        "{}{n} refused upgrade{}\n",
+        table(&rows),
+        if n == 1 { "" } else { "s" }
+    )
+}
+
 /// Renders `/application/routes` as a table: one line per route and instance.
 pub fn render_routes(v: &Value) -> String {
     let mut rows = vec![[

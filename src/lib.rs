@@ -152,6 +152,8 @@ impl Agent {
             tracing::info!("registry source restarted with the new settings");
         }
         let mut next = settings(&new, upstream_tls(&new)?);
+        self.shared.closed_sessions.set_cap(new.admin.recent);
+        self.shared.refused_upgrades.set_cap(new.admin.recent);
         // The same sticky config keeps its table (and so every client's instance).
         let old = self.shared.settings.load();
         if let (Some(kept), Some(_)) = (&old.routing.sticky, &next.routing.sticky) {
@@ -407,6 +409,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         started_at: SystemTime::now(),
         config_path: config.source.as_ref().map(|p| p.display().to_string()),
         cert: cert_store,
+        closed_sessions: session::recent::Recent::new(config.admin.recent),
+        refused_upgrades: session::recent::Recent::new(config.admin.recent),
     });
     let current_config = Arc::new(ArcSwap::from_pointee(config.clone()));
     spawn_upstream_tls_watch(

@@ -73,8 +73,18 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
-    /// Print the live sessions of a running agent (from /application/websockets).
-    Sessions(RemoteArgs),
+    /// Print the live sessions of a running agent (from /application/websockets), or the last
+    /// ones that closed, or the last refused upgrades.
+    Sessions {
+        /// The last sessions that ended: close code, reason, who closed, duration, traffic.
+        #[arg(long, conflicts_with = "refused")]
+        closed: bool,
+        /// The last refused upgrades: status, cause, client, path.
+        #[arg(long)]
+        refused: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Print the routing table of a running agent (from /application/routes).
     Routes(RemoteArgs),
     /// Probe a running agent's health (exit 0 when UP, 1 otherwise): for exec probes.
@@ -346,13 +356,25 @@ fn main() -> ExitCode {
         }
     };
     match &cli.command {
-        Some(Command::Sessions(args)) => {
-            return rt.block_on(remote(
-                &config_path,
-                args,
-                "/application/websockets",
-                wsrelay::cli::render_sessions,
-            ))
+        Some(Command::Sessions {
+            closed,
+            refused,
+            remote: args,
+        }) => {
+            let (path, render): (&str, fn(&serde_json::Value) -> String) = if *closed {
+                (
+                    "/application/websockets/closed",
+                    wsrelay::cli::render_closed_sessions,
+                )
+            } else if *refused {
+                (
+                    "/application/websockets/refused",
+                    wsrelay::cli::render_refused,
+                )
+            } else {
+                ("/application/websockets", wsrelay::cli::render_sessions)
+            };
+            return rt.block_on(remote(&config_path, args, path, render));
         }
         Some(Command::Routes(args)) => {
             return rt.block_on(remote(

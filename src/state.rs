@@ -41,6 +41,10 @@ pub struct Shared {
     pub config_path: Option<String>,
     /// The listener's certificate store (None without TLS), for health and metrics.
     pub cert: Option<Arc<crate::tls::CertStore>>,
+    /// The last sessions that ended (`admin.recent`).
+    pub closed_sessions: crate::session::recent::Recent<crate::session::recent::ClosedSession>,
+    /// The last refused upgrades (`admin.recent`).
+    pub refused_upgrades: crate::session::recent::Recent<crate::session::recent::RefusedUpgrade>,
 }
 
 /// The settings a config reload can change for new sessions and connections.

@@ -82,6 +82,9 @@ pub struct AdminConfig {
     pub allow: Vec<ipnet::IpNet>,
     /// Bearer token required in `Authorization: Bearer ...`, if set.
     pub token: Option<Secret>,
+    /// Closed sessions and refused upgrades kept for `/application/websockets/closed` and
+    /// `/refused` (`admin.recent`, default 100, at most 10,000; 0 keeps none).
+    pub recent: usize,
 }
 
 impl AdminConfig {

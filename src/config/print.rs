@@ -157,6 +157,7 @@ impl Config {
                     )),
                 ),
                 ("token", self.admin.token.as_ref().map(|_| s("***"))),
+                ("recent", Some(int(self.admin.recent))),
             ]),
         );
         root.insert(

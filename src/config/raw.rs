@@ -114,6 +114,8 @@ pub struct RawAdmin {
     pub allow: Option<Vec<String>>,
     /// `admin.token`: optional bearer token required on `/application/*`.
     pub token: Option<String>,
+    /// `admin.recent`: closed sessions and refused upgrades kept for inspection, default 100.
+    pub recent: Option<usize>,
 }
 
 /// `[shutdown]` as written in the file.

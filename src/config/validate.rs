@@ -621,7 +621,18 @@ impl RawConfig {
             Some(t) => Some(Secret(t.trim().to_owned())),
             None => None,
         };
-        let admin = AdminConfig { allow, token };
+        let recent = self.admin.recent.unwrap_or(100);
+        if recent > 10_000 {
+            return Err(invalid(
+                "admin.recent",
+                "must be 0 to 10000 (each entry is about 300 bytes)",
+            ));
+        }
+        let admin = AdminConfig {
+            allow,
+            token,
+            recent,
+        };
         let shutdown_grace = positive(
             "shutdown.grace",
             self.shutdown.grace,

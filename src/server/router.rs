@@ -42,6 +42,15 @@ pub async fn handle_request(
             } else {
                 tracing::info!(client = %client.peer, path = %gateway_path, status, cause = %e, "handshake refused");
             }
+            shared
+                .refused_upgrades
+                .push(crate::session::recent::RefusedUpgrade {
+                    at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                    client_address: crate::session::table::java_socket_address(client.peer),
+                    path: crate::session::recent::cut(&gateway_path),
+                    status,
+                    cause: crate::session::recent::cut(&e.to_string()),
+                });
             if answer == crate::config::FailureAnswer::Close {
                 if let Some(resp) =
                     crate::session::refusal::answer_with_close(&mut req, &e, &shared, slot)

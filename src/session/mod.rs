@@ -5,6 +5,7 @@ pub mod failover;
 pub mod handshake;
 pub mod open;
 pub mod origin;
+pub mod recent;
 pub mod refusal;
 pub mod table;
 pub mod x509;

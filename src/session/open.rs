@@ -279,6 +279,25 @@ async fn open(
             })
             .inc();
         let v = s.view();
+        let duration = started.elapsed();
+        shared2.closed_sessions.push(super::recent::ClosedSession {
+            session_id: v.session_id.clone(),
+            client_address: v.client_address.clone(),
+            gateway_path: super::recent::cut(&v.gateway_path),
+            service_id: v.service_id.clone(),
+            instance_id: v.instance_id.clone(),
+            started_at: v.started_at.clone(),
+            ended_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            close_code: outcome.code.unwrap_or(1005),
+            close_reason: super::recent::cut(&outcome.reason),
+            closed_by: outcome.closed_by.map_or("gateway", |s| s.as_str()),
+            failovers: v.failovers,
+            messages_in: v.messages_in,
+            messages_out: v.messages_out,
+            bytes_in: v.bytes_in,
+            bytes_out: v.bytes_out,
+        });
         span.in_scope(|| tracing::info!(
             upstream = %v.service_url, failovers = v.failovers, duration_ms = started.elapsed().as_millis() as u64,
             messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,

@@ -869,3 +869,90 @@ async fn an_oversized_registry_answer_costs_at_most_a_quarter_over_the_limit() {
         );
     }
 }
+
+/// The last sessions that closed and the last refused upgrades, bounded by `admin.recent`,
+/// at `/application/websockets/closed` and `/refused` and through `wsrelay sessions
+/// --closed|--refused` (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_sessions_and_refused_upgrades_are_kept_for_inspection() {
+    let (_svc, agent) = TestAgent::with_echo_service("[admin]\nrecent = 2\n").await;
+    for (n, by_service) in [(1u8, false), (2, true), (3, false)] {
+        let mut ws = agent
+            .connect(&format!("/ws/v1/discoverableclient/s{n}"), &[])
+            .await
+            .unwrap()
+            .0;
+        ws.send(Message::text("12345")).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        if by_service {
+            ws.send(Message::text("close:4001:bye")).await.unwrap();
+            read_close(&mut ws).await;
+        } else {
+            ws.close(None).await.unwrap();
+            read_close(&mut ws).await;
+        }
+        agent.wait_sessions(0).await;
+    }
+    let (_, closed) = agent.get_json("/application/websockets/closed").await;
+    let closed = closed.as_array().unwrap();
+    assert_eq!(closed.len(), 2, "bounded by admin.recent: {closed:?}");
+    assert!(closed[0]["gatewayPath"].as_str().unwrap().ends_with("/s3"));
+    assert_eq!(closed[0]["closedBy"], "client");
+    assert_eq!(closed[0]["closeCode"], 1005);
+    assert!(closed[1]["gatewayPath"].as_str().unwrap().ends_with("/s2"));
+    assert_eq!(closed[1]["closedBy"], "service");
+    assert_eq!(closed[1]["closeCode"], 4001);
+    assert_eq!(closed[1]["closeReason"], "bye");
+    assert_eq!(
+        (
+            closed[1]["messagesIn"].as_u64(),
+            closed[1]["bytesOut"].as_u64()
+        ),
+        (Some(2), Some(5))
+    );
+    assert!(closed[1]["durationMs"].is_u64());
+
+    for path in ["/ws/v1/nosuch/x", "/ws/v1/discoverableclient/%2e%2e/x"] {
+        let _ = agent.connect(path, &[]).await.unwrap_err();
+    }
+    let (_, refused) = agent.get_json("/application/websockets/refused").await;
+    let refused = refused.as_array().unwrap();
+    assert_eq!(refused.len(), 2);
+    assert_eq!(refused[0]["status"], 400);
+    assert!(
+        refused[0]["cause"].as_str().unwrap().contains("'..'"),
+        "{refused:?}"
+    );
+    assert_eq!(refused[1]["status"], 404);
+    assert_eq!(refused[1]["path"], "/ws/v1/nosuch/x");
+    assert!(refused[1]["clientAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with("/127.0.0.1:"));
+
+    // The same through the command line.
+    let url = format!("https://127.0.0.1:{}", agent.agent.local_addr.port());
+    let out = tokio::task::spawn_blocking(move || {
+        let run = |flag: &str| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+                .args(["sessions", flag, "--url", &url])
+                .output()
+                .unwrap()
+        };
+        (run("--closed"), run("--refused"))
+    })
+    .await
+    .unwrap();
+    let closed = String::from_utf8_lossy(&out.0.stdout);
+    assert!(
+        closed.contains("4001")
+            && closed.contains("service")
+            && closed.ends_with("2 closed sessions\n"),
+        "{closed}"
+    );
+    let refused = String::from_utf8_lossy(&out.1.stdout);
+    assert!(
+        refused.contains("/ws/v1/nosuch/x") && refused.ends_with("2 refused upgrades\n"),
+        "{refused}"
+    );
+}
