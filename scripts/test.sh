@@ -6,6 +6,7 @@
 #   - Autobahn|Testsuite's wstest in a Python 2.7 virtualenv, target/autobahn/venv  PyPI
 #   - py-eureka-client (pip) and eureka-js-client@4.5.0 in target/interop-js        PyPI, npm
 #   - headless Chromium (Debian's chromium) and playwright-core@1.65.1 beside it      apt, npm
+#   - Prometheus 2.42 and promtool (Debian's prometheus; only run by the tests)       apt
 #   - Java 17+ and Maven if missing, then the interop jars (interop/*/target/*.jar):
 #     the Spring Cloud Netflix Eureka server and the Spring Boot WebSocket service  Maven Central
 #
@@ -49,6 +50,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if [ ! -f target/interop-js/node_modules/playwright-core/package.json ]; then
     (cd target/interop-js && npm install --no-audit --no-fund --silent playwright-core@1.65.1)
+fi
+
+step "setup: Prometheus and promtool (Debian's prometheus)"
+if [ ! -x /usr/bin/promtool ] || [ ! -x /usr/bin/prometheus ]; then
+    apt_install prometheus
 fi
 
 step "setup: interop jars (real Eureka server, Spring WebSocket service)"

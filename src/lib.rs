@@ -153,6 +153,11 @@ impl Agent {
         }
         let mut next = settings(&new, upstream_tls(&new)?);
         self.shared.closed_sessions.set_cap(new.admin.recent);
+        self.shared
+            .metrics
+            .proxy
+            .sessions_limit
+            .set(sessions_limit(&new));
         self.shared.refused_upgrades.set_cap(new.admin.recent);
         // The same sticky config keeps its table (and so every client's instance).
         let old = self.shared.settings.load();
@@ -260,6 +265,14 @@ fn spawn_upstream_tls_watch(
             }
         },
     );
+}
+
+/// `limits.max_sessions` for `wsrelay_sessions_limit` (0 = unlimited).
+fn sessions_limit(config: &Config) -> i64 {
+    config
+        .limits
+        .max_sessions
+        .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 /// The reloadable settings for `config`, with `client_tls` for `wss` services.
@@ -412,6 +425,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         closed_sessions: session::recent::Recent::new(config.admin.recent),
         refused_upgrades: session::recent::Recent::new(config.admin.recent),
     });
+    shared
+        .metrics
+        .proxy
+        .sessions_limit
+        .set(sessions_limit(&config));
     let current_config = Arc::new(ArcSwap::from_pointee(config.clone()));
     spawn_upstream_tls_watch(
         &config,

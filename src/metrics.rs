@@ -10,7 +10,9 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `wsrelay_sessions_open` | gauge | `service` |
-//! | `wsrelay_sessions_total` | counter | `service`, `close_code` |
+//! | `wsrelay_sessions_total` | counter | `service`, `close_code` (ended sessions) |
+//! | `wsrelay_sessions_opened_total` | counter | `service` |
+//! | `wsrelay_sessions_limit` | gauge | — (`limits.max_sessions`, 0 = unlimited) |
 //! | `wsrelay_connections_open` | gauge | |
 //! | `wsrelay_connection_limit_reached_total` | counter | |
 //! | `wsrelay_connection_refusals_total` | counter | `reason` |
@@ -122,6 +124,10 @@ pub struct ServerLabel {
 pub struct ProxyMetrics {
     /// Live sessions by service.
     pub sessions_open: Family<ServiceLabel, Gauge>,
+    /// Sessions opened (101 sent after the upstream accepted) by service.
+    pub sessions_opened: Family<ServiceLabel, Counter>,
+    /// `limits.max_sessions` (0 = unlimited), for alerts on sessions near the limit.
+    pub sessions_limit: Gauge,
     /// Ended sessions by service and close code.
     pub sessions_total: Family<SessionEndLabels, Counter>,
     /// Refused or failed handshakes by HTTP status.
@@ -209,6 +215,8 @@ impl Metrics {
         let bytes_out = bytes.get_or_create(&dir("service_to_client")).clone();
         let proxy = ProxyMetrics {
             sessions_open: Family::default(),
+            sessions_opened: Family::default(),
+            sessions_limit: Gauge::default(),
             sessions_total: Family::default(),
             handshake_failures: Family::default(),
             failovers: Family::default(),
@@ -240,6 +248,16 @@ impl Metrics {
             "wsrelay_sessions_open",
             "Live WebSocket sessions",
             proxy.sessions_open.clone(),
+        );
+        r.register(
+            "wsrelay_sessions_opened",
+            "WebSocket sessions opened",
+            proxy.sessions_opened.clone(),
+        );
+        r.register(
+            "wsrelay_sessions_limit",
+            "limits.max_sessions (0 = unlimited)",
+            proxy.sessions_limit.clone(),
         );
         r.register(
             "wsrelay_sessions",

@@ -238,6 +238,7 @@ async fn open(
         };
         let metrics = &shared2.metrics.proxy;
         metrics.sessions_open.get_or_create(&service_label()).inc();
+        metrics.sessions_opened.get_or_create(&service_label()).inc();
         {
             let up = s.upstream();
             span.in_scope(|| tracing::info!(

@@ -31,6 +31,7 @@ mod hostile_services;
 mod hostile_tls;
 mod limits;
 mod operations;
+mod prometheus;
 mod props;
 mod real_eureka;
 mod registry_fixtures;
