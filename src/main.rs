@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use wsrelay::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
 
@@ -95,6 +95,16 @@ enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell (the Debian package
+    /// installs them).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; the Debian package installs it as wsrelay(1)).
+    #[command(hide = true)]
+    Man,
     /// Run on an embedded default: self-signed certificate, bundled registry, echo service.
     Demo {
         /// Listener address.
@@ -328,6 +338,24 @@ fn shutdown_on_signals(token: CancellationToken) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "wsrelay", &mut out);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => {
+            let mut out = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                eprintln!("wsrelay man: {e}");
+                return ExitCode::FAILURE;
+            }
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     if let (Some(Command::Demo { .. }), Some(path)) = (&cli.command, &cli.config) {
         eprintln!(
             "wsrelay demo: runs on an embedded default and takes no config, but --config (or WSRELAY_CONFIG) gave {}; run `wsrelay --config {} run` for that config",
