@@ -413,3 +413,36 @@ fn check_offline_loads_files_without_the_network_and_print_shows_the_effective_c
         "{err}"
     );
 }
+
+/// A start-up failure of `run` is printed once (it was printed twice), and a config file
+/// error is a multi-line message showing the line and what is accepted (issue 19).
+#[test]
+fn start_up_errors_are_printed_once_and_config_errors_show_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    let reg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+    std::fs::write(
+        &cfg,
+        format!("[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = \"/nonexistent/tls.crt\"\nkey = \"/nonexistent/tls.key\"\n[registry]\nfile = {reg:?}\n"),
+    )
+    .unwrap();
+    let out = wsrelay().arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("/nonexistent/tls.crt").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    std::fs::write(&cfg, "[upstream]\nmax_attempts = \"3\"\n").unwrap();
+    let out = wsrelay()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().count() >= 5, "{err}");
+    assert!(
+        err.contains("max_attempts = \"3\"") && err.contains("expected a whole number"),
+        "{err}"
+    );
+}
