@@ -132,18 +132,19 @@ struct RemoteArgs {
 
 const EX_CONFIG: u8 = 64;
 
-async fn remote(
+/// The agent a remote command talks to: its base URL (`--url`, checked, or from the config's
+/// listener) and the admin token (`--token`, or the config's `admin.token`). A bad `--url` is
+/// reported and gives exit 64.
+fn target(
     cli_config: &std::path::Path,
     args: &RemoteArgs,
-    path: &str,
-    render: fn(&serde_json::Value) -> String,
-) -> ExitCode {
+) -> Result<(String, Option<String>), ExitCode> {
     let base = match &args.url {
         Some(u) => match wsrelay::cli::base_url(u) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("wsrelay: {e}");
-                return ExitCode::from(EX_CONFIG);
+                return Err(ExitCode::from(EX_CONFIG));
             }
         },
         None => match Config::load(cli_config) {
@@ -156,6 +157,19 @@ async fn remote(
             .ok()
             .and_then(|c| c.admin.token.map(|t| t.expose().to_owned()))
     });
+    Ok((base, token))
+}
+
+async fn remote(
+    cli_config: &std::path::Path,
+    args: &RemoteArgs,
+    path: &str,
+    render: fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let (base, token) = match target(cli_config, args) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     match wsrelay::cli::fetch_json(&base, path, token.as_deref(), args.ca.as_deref()).await {
         Ok(v) => {
             if args.json {
@@ -175,24 +189,10 @@ async fn remote(
 /// `wsrelay health`: exit 0 when UP; when DOWN, the components that are not UP and their
 /// last errors (or the whole document with `--json`), exit 1.
 async fn health(cli_config: &std::path::Path, args: &RemoteArgs, path: &str) -> ExitCode {
-    let base = match &args.url {
-        Some(u) => match wsrelay::cli::base_url(u) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("wsrelay: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        },
-        None => match Config::load(cli_config) {
-            Ok(c) => wsrelay::cli::local_url(&c),
-            Err(_) => "https://127.0.0.1:10010".to_owned(),
-        },
+    let (base, token) = match target(cli_config, args) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
-    let token = args.token.clone().or_else(|| {
-        Config::load(cli_config)
-            .ok()
-            .and_then(|c| c.admin.token.map(|t| t.expose().to_owned()))
-    });
     match wsrelay::cli::fetch(&base, path, token.as_deref(), args.ca.as_deref()).await {
         Ok((status, doc)) if doc.get("status").is_some() => {
             let text = if args.json {

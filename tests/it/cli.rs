@@ -6,6 +6,22 @@ fn wsrelay() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsrelay"))
 }
 
+/// `wsrelay {args} --config {cfg}`, asserted to succeed; its stdout.
+fn succeeds(args: &[&str], cfg: &std::path::Path) -> String {
+    let out = wsrelay()
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn check_prints_the_route_table_from_the_bundled_example_registry() {
     let dir = tempfile::tempdir().unwrap();
@@ -349,17 +365,7 @@ fn check_offline_loads_files_without_the_network_and_print_shows_the_effective_c
     let base =
         "[tls]\nenabled = false\n[registry]\neureka_urls = [\"http://127.0.0.1:9/eureka/\"]\n";
     std::fs::write(&cfg, base).unwrap();
-    let out = wsrelay()
-        .args(["check", "--offline", "--print", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeds(&["check", "--offline", "--print"], &cfg);
     assert!(
         stdout.contains("config OK (offline: the 1 Eureka server was not contacted)"),
         "{stdout}"
@@ -370,17 +376,7 @@ fn check_offline_loads_files_without_the_network_and_print_shows_the_effective_c
     let printed = stdout.split("config OK").next().unwrap();
     let again = dir.path().join("printed.toml");
     std::fs::write(&again, printed).unwrap();
-    let out = wsrelay()
-        .args(["check", "--offline", "--print", "--config"])
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let second = String::from_utf8_lossy(&out.stdout);
+    let second = succeeds(&["check", "--offline", "--print"], &again);
     let body = |t: &str| {
         t.lines()
             .filter(|l| !l.starts_with('#'))

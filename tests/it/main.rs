@@ -9,6 +9,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 // Helpers only this binary needs (the bench smoke test shares `support` alone).
+#[path = "../support/certs.rs"]
+mod certs;
 #[path = "../support/hostile.rs"]
 mod hostile;
 #[path = "../support/spring.rs"]

@@ -29,30 +29,29 @@ fn tool(name: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn alert_rules_pass_promtool_and_their_unit_tests_and_the_operator_copy_is_the_same() {
+/// `promtool {args}` in `dir`, asserted to succeed; its stdout.
+fn promtool(args: &[&str], dir: &Path) -> String {
     let out = Command::new(tool("promtool"))
-        .args(["check", "rules"])
-        .arg(root().join("deploy/prometheus/alerts.yml"))
+        .args(args)
+        .current_dir(dir)
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "promtool {args:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 5 rules found"));
-    let out = Command::new(tool("promtool"))
-        .args(["test", "rules", "alerts_test.yml"])
-        .current_dir(root().join("tests/prometheus"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    stdout
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests_and_the_operator_copy_is_the_same() {
+    let checked = promtool(&["check", "rules", "deploy/prometheus/alerts.yml"], &root());
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    promtool(
+        &["test", "rules", "alerts_test.yml"],
+        &root().join("tests/prometheus"),
     );
     // The PrometheusRule holds the same groups, indented under `spec:`.
     let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();

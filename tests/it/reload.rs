@@ -336,20 +336,9 @@ async fn registry_file_changes_are_followed_and_malformed_versions_ignored() {
 
 /// A CA (PEM) and a client certificate + key it signed.
 fn ca_and_client() -> (String, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut params = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+    crate::certs::ca_and_client_cert(
+        rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap(),
+    )
 }
 
 /// Opens a session presenting `client` (cert, key) if given; Err when the agent refuses.

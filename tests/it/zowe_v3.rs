@@ -176,15 +176,6 @@ async fn v3_routing_instance_choice_and_the_sessions_endpoint_with_real_spring_s
 /// A client CA and a client certificate with a subject that exercises Java's DN writing (a
 /// comma in a value, several attribute types, an e-mail address, an unknown OID); PEMs.
 fn client_ca_and_cert() -> (String, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CountryName, "CZ");
@@ -202,10 +193,7 @@ fn client_ca_and_cert() -> (String, String, String) {
     );
     dn.push(rcgen::DnType::CommonName, "Alice Smith");
     params.distinguished_name = dn;
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+    crate::certs::ca_and_client_cert(params)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
