@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::FailoverMode;
+use crate::config::{FailoverMode, RouteScope};
 use crate::registry::{Snapshot, Status};
 
 pub mod sticky;
@@ -101,39 +101,6 @@ pub struct Route {
     /// `handshake.failure`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake_failure: Option<crate::config::FailureAnswer>,
-}
-
-/// Which `apiml.routes.*` routes accept WebSocket upgrades (`routing.websocket_routes`).
-///
-/// Zowe v2's gateway proxied WebSockets only on `ws/...` routes (its `WebSocketProxyServerHandler`
-/// was mapped to them); the v3 gateway is Spring Cloud Gateway, whose `WebsocketRoutingFilter`
-/// upgrades on any route an upgrade request reaches (`/{serviceId}/{gatewayUrl}/**`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RouteScope {
-    /// Only routes whose gatewayUrl is `ws` or starts with `ws/` (the default: what Zowe v2
-    /// and earlier wsrelay releases route; REST routes stay 404 for upgrades).
-    #[default]
-    WsPrefixed,
-    /// Every route (Zowe v3).
-    All,
-}
-
-impl RouteScope {
-    /// Whether a route with this normalised gatewayUrl accepts upgrades.
-    pub fn admits(self, gateway_url: &str) -> bool {
-        match self {
-            RouteScope::All => true,
-            RouteScope::WsPrefixed => is_ws_gateway_url(gateway_url),
-        }
-    }
-
-    /// `"ws"` or `"all"`, as written in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteScope::WsPrefixed => "ws",
-            RouteScope::All => "all",
-        }
-    }
 }
 
 /// The routing table's side of the registry: builds a [`RouteTable`] from each snapshot off to
@@ -412,10 +379,6 @@ pub fn normalize_service_url(s: &str) -> String {
     } else {
         format!("/{s}")
     }
-}
-
-fn is_ws_gateway_url(g: &str) -> bool {
-    g == "ws" || g.starts_with("ws/")
 }
 
 impl RouteTable {

@@ -172,24 +172,90 @@ impl FailureAnswer {
     }
 }
 
+/// Which `apiml.routes.*` routes accept WebSocket upgrades (`routing.websocket_routes`).
+///
+/// Zowe v2's gateway proxied WebSockets only on `ws/...` routes (its `WebSocketProxyServerHandler`
+/// was mapped to them); the v3 gateway is Spring Cloud Gateway, whose `WebsocketRoutingFilter`
+/// upgrades on any route an upgrade request reaches (`/{serviceId}/{gatewayUrl}/**`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteScope {
+    /// Only routes whose gatewayUrl is `ws` or starts with `ws/` (the default: what Zowe v2
+    /// and earlier wsrelay releases route; REST routes stay 404 for upgrades).
+    #[default]
+    WsPrefixed,
+    /// Every route (Zowe v3).
+    All,
+}
+
+impl RouteScope {
+    /// Whether a route with this normalised gatewayUrl accepts upgrades.
+    pub fn admits(self, gateway_url: &str) -> bool {
+        match self {
+            RouteScope::All => true,
+            RouteScope::WsPrefixed => gateway_url == "ws" || gateway_url.starts_with("ws/"),
+        }
+    }
+
+    /// `"ws"` or `"all"`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteScope::WsPrefixed => "ws",
+            RouteScope::All => "all",
+        }
+    }
+}
+
+/// Where the sticky key of a request comes from (`routing.sticky = "cookie:NAME"` or
+/// `"header:NAME"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    /// The value of the cookie `NAME` (RFC 6265 §5.4 `Cookie` header; Zowe's SSO cookie is
+    /// `apimlAuthenticationToken`).
+    Cookie(String),
+    /// The value of the request header `NAME` (the first one when repeated).
+    Header(http::HeaderName),
+}
+
+/// `routing.sticky*`: the key and the table's bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConfig {
+    /// Where the key comes from.
+    pub key: StickyKey,
+    /// An entry unused for this long is forgotten (`routing.sticky_ttl`, default 8 h).
+    pub ttl: Duration,
+    /// Entries kept at most (`routing.sticky_max_entries`, default 100,000, at most
+    /// 10,000,000; about 100 bytes each, allocated as entries are used).
+    pub max_entries: usize,
+}
+
+impl StickyKey {
+    /// `cookie:NAME` or `header:NAME`, as written in the config.
+    pub fn describe(&self) -> String {
+        match self {
+            StickyKey::Cookie(n) => format!("cookie:{n}"),
+            StickyKey::Header(n) => format!("header:{n}"),
+        }
+    }
+}
+
 /// `[routing]`: which routes accept WebSocket upgrades and how an instance is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingConfig {
-    /// `routing.websocket_routes`: `ws` (default) or `all`; see [`crate::routing::RouteScope`].
+    /// `routing.websocket_routes`: `ws` (default) or `all`; see RouteScope.
     /// Applied at start (a reload asks for a restart).
-    pub websocket_routes: crate::routing::RouteScope,
+    pub websocket_routes: RouteScope,
     /// `routing.instance_id_header` (default true): a request's `X-InstanceId` header names
     /// the instance to use, as in Zowe v3 (`DeterministicLoadBalancer`); unknown → 404, not
     /// UP → 503, and no other instance is tried.
     pub instance_id_header: bool,
     /// `routing.sticky*`: sticky sessions; `None` (the default) = round robin only.
-    pub sticky: Option<crate::routing::sticky::StickyConfig>,
+    pub sticky: Option<StickyConfig>,
 }
 
 impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
-            websocket_routes: crate::routing::RouteScope::WsPrefixed,
+            websocket_routes: RouteScope::WsPrefixed,
             instance_id_header: true,
             sticky: None,
         }

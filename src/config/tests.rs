@@ -404,8 +404,8 @@ fn example_config_is_valid() {
 
 #[test]
 fn routing_section_defaults_values_and_errors() {
-    use crate::routing::sticky::StickyKey;
-    use crate::routing::RouteScope;
+    use crate::config::RouteScope;
+    use crate::config::StickyKey;
     let base = "[tls]\nenabled = false\n[registry]\nfile = \"r\"\n";
     let c = Config::from_toml(base, None).unwrap();
     assert_eq!(c.routing, RoutingConfig::default());

@@ -292,8 +292,8 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
 
 /// `routing.sticky`: `cookie:NAME` (an RFC 6265 cookie name) or `header:NAME` (an HTTP
 /// field name).
-fn sticky_key(v: &str) -> Result<crate::routing::sticky::StickyKey, ConfigError> {
-    use crate::routing::sticky::StickyKey;
+fn sticky_key(v: &str) -> Result<crate::config::StickyKey, ConfigError> {
+    use crate::config::StickyKey;
     let expected =
         "expected \"cookie:NAME\" or \"header:NAME\", e.g. \"cookie:apimlAuthenticationToken\"";
     let (kind, name) = v
@@ -681,9 +681,9 @@ impl RawConfig {
         let routing = {
             let r = &self.routing;
             let websocket_routes = match r.websocket_routes.as_deref().map(str::trim) {
-                None => crate::routing::RouteScope::WsPrefixed,
-                Some(v) if v.eq_ignore_ascii_case("ws") => crate::routing::RouteScope::WsPrefixed,
-                Some(v) if v.eq_ignore_ascii_case("all") => crate::routing::RouteScope::All,
+                None => crate::config::RouteScope::WsPrefixed,
+                Some(v) if v.eq_ignore_ascii_case("ws") => crate::config::RouteScope::WsPrefixed,
+                Some(v) if v.eq_ignore_ascii_case("all") => crate::config::RouteScope::All,
                 Some(v) => {
                     return Err(invalid(
                         "routing.websocket_routes",
@@ -712,7 +712,7 @@ impl RawConfig {
                             "must be 1 to 10000000 (about 100 bytes per entry in use)",
                         ));
                     }
-                    Some(crate::routing::sticky::StickyConfig {
+                    Some(crate::config::StickyConfig {
                         key,
                         ttl: positive(
                             "routing.sticky_ttl",

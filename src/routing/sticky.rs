@@ -12,61 +12,30 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderMap;
 
-/// Where the sticky key of a request comes from (`routing.sticky = "cookie:NAME"` or
-/// `"header:NAME"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StickyKey {
-    /// The value of the cookie `NAME` (RFC 6265 §5.4 `Cookie` header; Zowe's SSO cookie is
-    /// `apimlAuthenticationToken`).
-    Cookie(String),
-    /// The value of the request header `NAME` (the first one when repeated).
-    Header(HeaderName),
-}
+pub use crate::config::{StickyConfig, StickyKey};
 
-impl StickyKey {
-    /// The key's value in `headers`, if the request carries a non-empty one.
-    pub fn value<'h>(&self, headers: &'h HeaderMap) -> Option<&'h [u8]> {
-        match self {
-            StickyKey::Header(name) => headers
-                .get(name)
-                .map(|v| v.as_bytes())
-                .filter(|v| !v.is_empty()),
-            StickyKey::Cookie(name) => headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-                .find_map(|pair| {
-                    let pair = pair.trim_ascii();
-                    let eq = pair.iter().position(|&b| b == b'=')?;
-                    let (k, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
-                    (k == name.as_bytes() && !v.is_empty()).then_some(v)
-                }),
-        }
+/// The value of `key` in `headers`, if the request carries a non-empty one.
+pub fn key_value<'h>(key: &StickyKey, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+    match key {
+        StickyKey::Header(name) => headers
+            .get(name)
+            .map(|v| v.as_bytes())
+            .filter(|v| !v.is_empty()),
+        StickyKey::Cookie(name) => headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+            .find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                let (k, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
+                (k == name.as_bytes() && !v.is_empty()).then_some(v)
+            }),
     }
-
-    /// `cookie:NAME` or `header:NAME`, as written in the config.
-    pub fn describe(&self) -> String {
-        match self {
-            StickyKey::Cookie(n) => format!("cookie:{n}"),
-            StickyKey::Header(n) => format!("header:{n}"),
-        }
-    }
-}
-
-/// `routing.sticky*`: the key and the table's bounds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StickyConfig {
-    /// Where the key comes from.
-    pub key: StickyKey,
-    /// An entry unused for this long is forgotten (`routing.sticky_ttl`, default 8 h).
-    pub ttl: Duration,
-    /// Entries kept at most (`routing.sticky_max_entries`, default 100,000, at most
-    /// 10,000,000; about 100 bytes each, allocated as entries are used).
-    pub max_entries: usize,
 }
 
 struct Entry {
@@ -101,7 +70,7 @@ impl StickyTable {
     /// The slot of this request for `service_id` (lower-cased by the caller), or `None` when
     /// the request has no key.
     pub fn slot(&self, service_id: &str, headers: &HeaderMap) -> Option<u64> {
-        let value = self.config.key.value(headers)?;
+        let value = key_value(&self.config.key, headers)?;
         let mut h = self.hasher.build_hasher();
         std::hash::Hash::hash(service_id.as_bytes(), &mut h);
         std::hash::Hash::hash(value, &mut h);
@@ -155,7 +124,8 @@ impl StickyTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderName, HeaderValue};
+    use std::time::Duration;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -175,25 +145,25 @@ mod tests {
             ("cookie", "a=1; apimlAuthenticationToken=tok; b=2"),
             ("x-user", "alice"),
         ]);
-        assert_eq!(c.value(&h), Some(&b"tok"[..]));
+        assert_eq!(key_value(&c, &h), Some(&b"tok"[..]));
         assert_eq!(
-            c.value(&headers(&[
-                ("cookie", "a=1"),
-                ("cookie", "apimlAuthenticationToken=t2")
-            ])),
+            key_value(
+                &c,
+                &headers(&[("cookie", "a=1"), ("cookie", "apimlAuthenticationToken=t2")])
+            ),
             Some(&b"t2"[..])
         );
         assert_eq!(
-            c.value(&headers(&[("cookie", "apimlAuthenticationToken=")])),
+            key_value(&c, &headers(&[("cookie", "apimlAuthenticationToken=")])),
             None
         );
         assert_eq!(
-            c.value(&headers(&[("cookie", "xapimlAuthenticationToken=1")])),
+            key_value(&c, &headers(&[("cookie", "xapimlAuthenticationToken=1")])),
             None
         );
         let x = StickyKey::Header(HeaderName::from_static("x-user"));
-        assert_eq!(x.value(&h), Some(&b"alice"[..]));
-        assert_eq!(x.value(&HeaderMap::new()), None);
+        assert_eq!(key_value(&x, &h), Some(&b"alice"[..]));
+        assert_eq!(key_value(&x, &HeaderMap::new()), None);
     }
 
     #[test]

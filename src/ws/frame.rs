@@ -5,7 +5,25 @@
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
 
-use super::leg::Limits;
+/// Frame and message size limits of a leg, in bytes (`limits.max_frame_size`,
+/// `limits.max_message_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (all fragments together), in bytes.
+    pub max_message_size: usize,
+    /// Largest single frame payload, in bytes.
+    pub max_frame_size: usize,
+}
+
+impl Default for Limits {
+    /// 64 MiB messages and 16 MiB frames (tungstenite's defaults).
+    fn default() -> Self {
+        Limits {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+        }
+    }
+}
 
 /// Opcode (RFC 6455 §5.2).
 pub const OP_CONTINUE: u8 = 0;

@@ -48,25 +48,8 @@ use super::frame::{
     self, apply_mask, Head, OP_BINARY, OP_CLOSE, OP_CONTINUE, OP_PING, OP_PONG, OP_TEXT,
 };
 
-/// Frame and message size limits of a leg, in bytes (`limits.max_frame_size`,
-/// `limits.max_message_size`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest message (all fragments together), in bytes.
-    pub max_message_size: usize,
-    /// Largest single frame payload, in bytes.
-    pub max_frame_size: usize,
-}
-
-impl Default for Limits {
-    /// 64 MiB messages and 16 MiB frames (tungstenite's defaults).
-    fn default() -> Self {
-        Limits {
-            max_message_size: 64 << 20,
-            max_frame_size: 16 << 20,
-        }
-    }
-}
+/// The limits of a leg (defined beside the frame header checks that apply them).
+pub use super::frame::Limits;
 
 /// Bytes asked of the connection per read when no frame is in progress.
 const READ_CHUNK: usize = 8 * 1024;

@@ -58,7 +58,7 @@ fn publisher() -> Wired {
             sink: Arc::new(wsrelay::routing::TableSink {
                 routes: Arc::clone(&routes),
                 insecure_upstream: false,
-                scope: wsrelay::routing::RouteScope::WsPrefixed,
+                scope: wsrelay::config::RouteScope::WsPrefixed,
             }),
             status: Arc::new(RegistryStatus::default()),
             metrics: RegistryMetrics::default(),
