@@ -166,7 +166,7 @@ async fn open(
     let info = SessionInfo {
         id,
         client: client.peer,
-        gateway_path: handshake::request_uri(req, client),
+        gateway_path: handshake::request_uri(req, client).into_boxed_str(),
         upstream: std::sync::Mutex::new(Upstream {
             instance_id: ep.instance_id.clone(),
             service_url: handshake::upstream_url(ep, &resolved.upstream_path),
@@ -174,7 +174,11 @@ async fn open(
         }),
         failovers: AtomicU32::new(0),
         service_id: service.service_id.clone(),
-        route: resolved.route().map(|r| r.name.clone()).unwrap_or_default(),
+        route: resolved
+            .route()
+            .map(|r| r.name.as_str())
+            .unwrap_or("")
+            .into(),
         subprotocol: conn
             .protocol
             .as_ref()
