@@ -228,3 +228,71 @@ async fn no_instance_left_closes_the_client_with_1013() {
         "{metrics}"
     );
 }
+
+/// Sticky sessions and failover (issue 16 item 3): a session that fails over re-sticks its
+/// key to the instance it moved to, so the key's next sessions go there too, where the round
+/// robin (first trying the dead instance, still UP in the registry) would spread them.
+#[tokio::test]
+async fn a_failover_re_sticks_the_key_to_the_instance_the_session_moved_to() {
+    let services = [
+        TestService::start(ServiceOptions::default()).await,
+        TestService::start(ServiceOptions::default()).await,
+        TestService::start(ServiceOptions::default()).await,
+    ];
+    let registry = registry_xml(&[
+        Inst::new("DISCOVERABLECLIENT", "dc-1", services[0].port()),
+        Inst::new("DISCOVERABLECLIENT", "dc-2", services[1].port()),
+        Inst::new("DISCOVERABLECLIENT", "dc-3", services[2].port()),
+    ]);
+    let agent = TestAgent::with_registry_file(
+        &registry,
+        "[failover]\nmode = \"reconnect\"\n[routing]\nsticky = \"header:X-User\"\n",
+    )
+    .await;
+    let alice = [("X-User", "alice")];
+    let (mut ws, _) = agent
+        .connect("/ws/v1/discoverableclient/x", &alice)
+        .await
+        .unwrap();
+    ws.send(Message::text("0")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "0");
+    let first = session(&agent).await["instanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let index = |id: &str| id.trim_start_matches("dc-").parse::<usize>().unwrap() - 1;
+    services[index(&first)].kill();
+    let mut moved = None;
+    for _ in 0..500 {
+        let s = session(&agent).await;
+        if s["failovers"] == 1 {
+            moved = Some(s["instanceId"].as_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let moved = moved.expect("the session did not fail over");
+    assert_ne!(moved, first);
+    ws.send(Message::text("1")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "1");
+    // Alice's next sessions go where her session moved, every time.
+    for n in 0..6 {
+        let (mut other, _) = agent
+            .connect("/ws/v1/discoverableclient/y", &alice)
+            .await
+            .unwrap();
+        other.send(Message::text("hi")).await.unwrap();
+        assert_eq!(next_text(&mut other).await, "hi");
+        let (_, list) = agent.get_json("/application/websockets").await;
+        let on = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["gatewayPath"].as_str().unwrap().ends_with("/y"))
+            .map(|s| s["instanceId"].as_str().unwrap().to_owned());
+        assert_eq!(on.as_deref(), Some(moved.as_str()), "session {n}");
+        other.close(None).await.unwrap();
+        let _ = other.next().await;
+        agent.wait_sessions(1).await;
+    }
+}
