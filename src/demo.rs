@@ -85,20 +85,28 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     let config = Config::from_toml(&toml, None)?;
     let agent = crate::start(config, shutdown.clone()).await?;
     let port = agent.local_addr.port();
-    let banner = format!(
-        "\nwsrelay demo is running (Ctrl-C to stop).\n\
-  echo service:   ws://127.0.0.1:{echo}/discoverableclient/ws (registered as DISCOVERABLECLIENT)\n\
-  registry file:  {reg}\n\
-  certificate:    {crt} (self-signed for localhost; removed on exit)\n\n\
-Try (the certificate is self-signed, so skip verification):\n\
-  wss://localhost:{port}/discoverableclient/ws/v1/echo\n\
-  wss://localhost:{port}/ws/v1/discoverableclient/echo     (v1 URL form)\n\
-  e.g. websocat -k wss://localhost:{port}/ws/v1/discoverableclient/echo\n\
-Diagnostics: curl -k https://localhost:{port}/application/websockets  (also health, routes, info)\n\n",
-        echo = echo.port(),
-        reg = path("registry.xml").display(),
-        crt = path("tls.crt").display(),
-    );
+    let banner = [
+        String::new(),
+        "wsrelay demo is running (Ctrl-C to stop).".to_owned(),
+        format!(
+            "  echo service:   ws://127.0.0.1:{}/discoverableclient/ws (registered as DISCOVERABLECLIENT)",
+            echo.port()
+        ),
+        format!("  registry file:  {}", path("registry.xml").display()),
+        format!(
+            "  certificate:    {} (self-signed for localhost; removed on exit)",
+            path("tls.crt").display()
+        ),
+        String::new(),
+        "Try (the certificate is self-signed, so skip verification):".to_owned(),
+        format!("  wss://localhost:{port}/discoverableclient/ws/v1/echo"),
+        format!("  wss://localhost:{port}/ws/v1/discoverableclient/echo     (v1 URL form)"),
+        format!("  e.g. websocat -k wss://localhost:{port}/ws/v1/discoverableclient/echo"),
+        format!("Diagnostics: curl -k https://localhost:{port}/application/websockets  (also health, routes, info)"),
+        String::new(),
+        String::new(),
+    ]
+    .join("\n");
     // A closed stdout (`wsrelay demo | head -1`) must not stop the demo.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     let _ = std::io::Write::flush(&mut std::io::stdout());

@@ -230,10 +230,10 @@ fn demo_keeps_its_key_private_names_its_port_and_survives_a_closed_stdout() {
     let mut echo_port = None;
     let mut cert = None;
     while let Some(Ok(line)) = lines.next() {
-        if let Some(rest) = line.trim().strip_prefix("echo service:   ws://127.0.0.1:") {
+        if let Some(rest) = line.strip_prefix("  echo service:   ws://127.0.0.1:") {
             echo_port = rest.split('/').next().map(str::to_owned);
         }
-        if let Some(rest) = line.trim().strip_prefix("certificate:    ") {
+        if let Some(rest) = line.strip_prefix("  certificate:    ") {
             cert = rest.split(' ').next().map(std::path::PathBuf::from);
         }
         if line.contains("Diagnostics:") {
