@@ -90,17 +90,26 @@ pub struct Route {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverMode>,
     /// Browser origins allowed on this route (metadata `apiml.routes.<name>.allowedOrigins`,
-    /// comma-separated, as written); wins over `handshake.allowed_origins`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_origins: Option<String>,
-    /// The parsed `allowed_origins`.
-    #[serde(skip)]
+    /// comma-separated; entries that do not parse are left out); wins over
+    /// `handshake.allowed_origins`. Shown as the list in force (`allowedOrigins`).
+    #[serde(
+        rename = "allowedOrigins",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "origins_list"
+    )]
     pub origins: Option<crate::session::origin::AllowedOrigins>,
     /// How a failed handshake on this route is answered (metadata
     /// `apiml.routes.<name>.handshakeFailure`: `status` or `close`); wins over
     /// `handshake.failure`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake_failure: Option<crate::config::FailureAnswer>,
+}
+
+fn origins_list<S: serde::Serializer>(
+    origins: &Option<crate::session::origin::AllowedOrigins>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(origins.iter().flat_map(|o| o.to_strings()))
 }
 
 /// The routing table's side of the registry: builds a [`RouteTable`] from each snapshot off to
@@ -445,16 +454,14 @@ impl RouteTable {
                     {
                         continue;
                     }
-                    let allowed_origins = p.allowed_origins.map(|o| o.trim().to_owned());
                     routes.push(Route {
                         name: p.name.to_owned(),
                         gateway_url: gateway_url.to_owned(),
                         service_url: normalize_service_url(s),
                         failover: p.failover.and_then(FailoverMode::parse),
-                        origins: allowed_origins
-                            .as_deref()
+                        origins: p
+                            .allowed_origins
                             .map(crate::session::origin::AllowedOrigins::parse_metadata),
-                        allowed_origins,
                         handshake_failure: p
                             .handshake_failure
                             .and_then(crate::config::FailureAnswer::parse),

@@ -159,6 +159,14 @@ pub enum FailureAnswer {
 }
 
 impl FailureAnswer {
+    /// `"status"` or `"close"`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAnswer::Status => "status",
+            FailureAnswer::Close => "close",
+        }
+    }
+
     /// Parses `status` / `close` (trimmed, case-insensitive).
     pub fn parse(s: &str) -> Option<FailureAnswer> {
         let s = s.trim();
@@ -275,6 +283,14 @@ pub enum FailoverMode {
 }
 
 impl FailoverMode {
+    /// `"close"` or `"reconnect"`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverMode::Close => "close",
+            FailoverMode::Reconnect => "reconnect",
+        }
+    }
+
     /// Parses a metadata value: `reconnect` / `close` (trimmed, case-insensitive).
     pub fn parse(s: &str) -> Option<FailoverMode> {
         let s = s.trim();

@@ -177,13 +177,7 @@ impl Config {
         root.insert(
             "failover".into(),
             table(vec![
-                (
-                    "mode",
-                    Some(s(match f.mode {
-                        FailoverMode::Close => "close",
-                        FailoverMode::Reconnect => "reconnect",
-                    })),
-                ),
+                ("mode", Some(s(f.mode.as_str()))),
                 ("buffer", Some(int(f.buffer_bytes))),
                 ("deadline", Some(duration(f.deadline))),
                 ("max_attempts", Some(int(f.max_attempts))),
@@ -216,13 +210,7 @@ impl Config {
                         .as_ref()
                         .map(|o| Value::Array(o.to_strings().into_iter().map(s).collect())),
                 ),
-                (
-                    "failure",
-                    Some(s(match self.handshake.failure {
-                        FailureAnswer::Status => "status",
-                        FailureAnswer::Close => "close",
-                    })),
-                ),
+                ("failure", Some(s(self.handshake.failure.as_str()))),
             ]),
         );
         let mut out = String::from(

@@ -284,32 +284,34 @@ async fn open(
             })
             .inc();
         let v = s.view();
-        let duration = started.elapsed();
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let closed_by = outcome.closed_by.map_or("gateway", |s| s.as_str());
+        let close_code = outcome.code.unwrap_or(1005);
+        span.in_scope(|| tracing::info!(
+            upstream = %v.service_url, failovers = v.failovers, duration_ms,
+            messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,
+            closed_by, close_code, close_reason = %outcome.reason,
+            "session closed"
+        ));
+        // The view's strings move into the record of closed sessions (`admin.recent`).
         shared2.closed_sessions.push(super::recent::ClosedSession {
-            session_id: v.session_id.clone(),
-            client_address: v.client_address.clone(),
             gateway_path: super::recent::cut(&v.gateway_path),
-            service_id: v.service_id.clone(),
-            instance_id: v.instance_id.clone(),
-            started_at: v.started_at.clone(),
+            session_id: v.session_id,
+            client_address: v.client_address,
+            service_id: v.service_id,
+            instance_id: v.instance_id,
+            started_at: v.started_at,
             ended_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            close_code: outcome.code.unwrap_or(1005),
+            duration_ms,
+            close_code,
             close_reason: super::recent::cut(&outcome.reason),
-            closed_by: outcome.closed_by.map_or("gateway", |s| s.as_str()),
+            closed_by,
             failovers: v.failovers,
             messages_in: v.messages_in,
             messages_out: v.messages_out,
             bytes_in: v.bytes_in,
             bytes_out: v.bytes_out,
         });
-        span.in_scope(|| tracing::info!(
-            upstream = %v.service_url, failovers = v.failovers, duration_ms = started.elapsed().as_millis() as u64,
-            messages_in = v.messages_in, messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,
-            closed_by = outcome.closed_by.map_or("gateway", |s| s.as_str()),
-            close_code = outcome.code.unwrap_or(1005), close_reason = %outcome.reason,
-            "session closed"
-        ));
         drop(guard);
     });
     Ok(resp)

@@ -6,6 +6,16 @@ fn wsrelay() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsrelay"))
 }
 
+/// The bundled example registry (one DISCOVERABLECLIENT instance).
+const EXAMPLE_REGISTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+
+/// A temporary folder and the path of a config file in it (not written yet).
+fn config_path() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wsrelay.toml");
+    (dir, cfg)
+}
+
 /// `wsrelay {args} --config {cfg}`, asserted to succeed; its stdout.
 fn succeeds(args: &[&str], cfg: &std::path::Path) -> String {
     let out = wsrelay()
@@ -24,9 +34,8 @@ fn succeeds(args: &[&str], cfg: &std::path::Path) -> String {
 
 #[test]
 fn check_prints_the_route_table_from_the_bundled_example_registry() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("wsrelay.toml");
-    let reg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+    let (_dir, cfg) = config_path();
+    let reg = EXAMPLE_REGISTRY;
     std::fs::write(
         &cfg,
         format!("[tls]\nenabled = false\n[registry]\nfile = {reg:?}\n"),
@@ -66,8 +75,7 @@ fn check_prints_the_route_table_from_the_bundled_example_registry() {
 
 #[test]
 fn invalid_config_exits_64_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("wsrelay.toml");
+    let (dir, cfg) = config_path();
     std::fs::write(&cfg, "[tls]\nenabled = false\n[registry]\nfile = \"r.xml\"\n[limits]\nhandshake_timeout = \"0s\"\n").unwrap();
     let out = wsrelay()
         .args(["check", "--config"])
@@ -93,8 +101,7 @@ fn invalid_config_exits_64_naming_the_key() {
 
 #[test]
 fn check_fails_when_the_registry_cannot_be_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("wsrelay.toml");
+    let (dir, cfg) = config_path();
     let reg = dir.path().join("broken.json");
     std::fs::write(&reg, "{\"applications\": [").unwrap();
     std::fs::write(
@@ -139,9 +146,8 @@ fn version_names_the_commit() {
 /// both are refused with 64, naming the key or the variable.
 #[test]
 fn log_filters_that_would_log_nothing_exit_64() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("wsrelay.toml");
-    let reg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+    let (_dir, cfg) = config_path();
+    let reg = EXAMPLE_REGISTRY;
     let base = format!("[tls]\nenabled = false\n[registry]\nfile = {reg:?}\n");
     for level in ["verbose", "inof"] {
         std::fs::write(&cfg, format!("{base}[log]\nlevel = {level:?}\n")).unwrap();
@@ -359,8 +365,7 @@ async fn health_names_the_failing_component_and_url_mistakes_are_explained() {
 /// `check --print` shows the effective config, which reads back (issue 19).
 #[test]
 fn check_offline_loads_files_without_the_network_and_print_shows_the_effective_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("wsrelay.toml");
+    let (dir, cfg) = config_path();
     // An unreachable Eureka server: offline never tries it.
     let base =
         "[tls]\nenabled = false\n[registry]\neureka_urls = [\"http://127.0.0.1:9/eureka/\"]\n";
@@ -414,9 +419,8 @@ fn check_offline_loads_files_without_the_network_and_print_shows_the_effective_c
 /// error is a multi-line message showing the line and what is accepted (issue 19).
 #[test]
 fn start_up_errors_are_printed_once_and_config_errors_show_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("wsrelay.toml");
-    let reg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/registry.xml");
+    let (_dir, cfg) = config_path();
+    let reg = EXAMPLE_REGISTRY;
     std::fs::write(
         &cfg,
         format!("[listen]\naddress = \"127.0.0.1:0\"\n[tls]\ncert = \"/nonexistent/tls.crt\"\nkey = \"/nonexistent/tls.key\"\n[registry]\nfile = {reg:?}\n"),

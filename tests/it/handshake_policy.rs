@@ -61,6 +61,14 @@ async fn origins_off_the_list_get_403_before_any_upstream_connect() {
         "[handshake]\nallowed_origins = [\"https://app.example.com\"]\n",
     )
     .await;
+    // The route's list in force shows in the routing table.
+    let (_, routes) = agent.get_json("/application/routes").await;
+    assert!(
+        routes
+            .to_string()
+            .contains(r#""allowedOrigins":["https://a.test","https://*.b.test"]"#),
+        "{routes}"
+    );
     // The global list on ws/v1.
     echoes(
         &agent,
