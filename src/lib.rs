@@ -308,6 +308,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> state::Setting
         insecure_skip_verify: config.upstream.insecure_skip_verify,
         failover: config.failover,
         handshake: config.handshake.clone(),
+        deflate: config.deflate.clone(),
         routing: state::RoutingSettings {
             instance_id_header: config.routing.instance_id_header,
             sticky: config

@@ -77,6 +77,8 @@ pub struct Settings {
     pub routing: RoutingSettings,
     /// `[handshake]`: origin allow-list and failure answer.
     pub handshake: crate::config::HandshakeConfig,
+    /// `[deflate]`: permessage-deflate on each leg.
+    pub deflate: crate::config::DeflateConfig,
 }
 
 /// How a session's instance is chosen (`routing.instance_id_header`, `routing.sticky*`).

@@ -129,6 +129,67 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Browser-facing handshake policy (`[handshake]`).
     pub handshake: HandshakeConfig,
+    /// permessage-deflate on each leg (`[deflate]`).
+    pub deflate: DeflateConfig,
+}
+
+/// `[deflate]`: permessage-deflate (RFC 7692), negotiated on each leg on its own (issue 17).
+/// The relay inflates and deflates only where the legs differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// `deflate.enabled` (default true): accept a client's offer (every browser makes one).
+    pub enabled: bool,
+    /// `deflate.service` (default [`ServiceDeflate::WithClient`]): when to offer it to the
+    /// service.
+    pub service: ServiceDeflate,
+    /// `deflate.context_takeover` (default false): let compression contexts live from one
+    /// message to the next. Off, wsrelay asks both peers for `*_no_context_takeover` and an
+    /// idle session holds no zlib state; on, a leg keeps up to about 300 KiB of it (§7.1.1).
+    pub context_takeover: bool,
+    /// `deflate.max_window_bits` (9 to 15, default 15): the largest LZ77 window wsrelay's
+    /// compressor uses (2^bits bytes; §7.1.2).
+    pub max_window_bits: u8,
+    /// `deflate.level` (0 to 9, default 1): zlib's compression level; 1 is the fastest.
+    pub level: u32,
+    /// `deflate.min_message_size` (bytes, default 64): smaller messages are sent uncompressed
+    /// (RSV1 clear, §6).
+    pub min_message_size: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            enabled: true,
+            service: ServiceDeflate::WithClient,
+            context_takeover: false,
+            max_window_bits: 15,
+            level: 1,
+            min_message_size: 64,
+        }
+    }
+}
+
+/// When wsrelay offers permessage-deflate to the service (`deflate.service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceDeflate {
+    /// `"with-client"`: only when the client leg agreed to it, so compressed messages can
+    /// cross without being inflated and deflated again.
+    WithClient,
+    /// `"always"`: whatever the client did.
+    Always,
+    /// `"never"`: the service leg is never compressed.
+    Never,
+}
+
+impl ServiceDeflate {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceDeflate::WithClient => "with-client",
+            ServiceDeflate::Always => "always",
+            ServiceDeflate::Never => "never",
+        }
+    }
 }
 
 /// `[handshake]`: which browser origins may open sessions and how a failed handshake is

@@ -213,6 +213,18 @@ impl Config {
                 ("failure", Some(s(self.handshake.failure.as_str()))),
             ]),
         );
+        let d = &self.deflate;
+        root.insert(
+            "deflate".into(),
+            table(vec![
+                ("enabled", Some(Value::Boolean(d.enabled))),
+                ("service", Some(s(d.service.as_str()))),
+                ("context_takeover", Some(Value::Boolean(d.context_takeover))),
+                ("max_window_bits", Some(int(d.max_window_bits))),
+                ("level", Some(int(d.level))),
+                ("min_message_size", Some(int(d.min_message_size))),
+            ]),
+        );
         let mut out = String::from(
             "# wsrelay's effective configuration (wsrelay check --print): every key in force,\n# defaults included; secrets shown as ***. Sizes in bytes.\n",
         );
@@ -312,6 +324,12 @@ sticky = "cookie:apimlAuthenticationToken"
 [handshake]
 allowed_origins = ["https://a.example", "https://*.b.example:8443"]
 failure = "close"
+[deflate]
+service = "always"
+context_takeover = true
+max_window_bits = 10
+level = 6
+min_message_size = "1 KiB"
 "#;
         let c = Config::from_toml(text, None).unwrap();
         let printed = c.effective_toml();
@@ -331,5 +349,8 @@ failure = "close"
         assert_eq!(back.routing, c.routing);
         assert_eq!(back.handshake, c.handshake);
         assert_eq!(back.failover, c.failover);
+        assert_eq!(back.deflate, c.deflate);
+        assert_eq!(c.deflate.min_message_size, 1024);
+        assert_eq!(c.deflate.service, ServiceDeflate::Always);
     }
 }

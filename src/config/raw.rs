@@ -50,6 +50,27 @@ pub struct RawConfig {
     /// `[handshake]`
     #[serde(default)]
     pub handshake: RawHandshake,
+    /// `[deflate]`
+    #[serde(default)]
+    pub deflate: RawDeflate,
+}
+
+/// `[deflate]` as written in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeflate {
+    /// `deflate.enabled`, default true.
+    pub enabled: Option<bool>,
+    /// `deflate.service`: `"with-client"` (default), `"always"` or `"never"`.
+    pub service: Option<String>,
+    /// `deflate.context_takeover`, default false.
+    pub context_takeover: Option<bool>,
+    /// `deflate.max_window_bits`, 9 to 15, default 15.
+    pub max_window_bits: Option<u8>,
+    /// `deflate.level`, 0 to 9, default 1.
+    pub level: Option<u32>,
+    /// `deflate.min_message_size`, default 64 bytes.
+    pub min_message_size: Option<bytesize::ByteSize>,
 }
 
 /// `[handshake]` as written in the file.

@@ -754,6 +754,53 @@ impl RawConfig {
             }
         };
 
+        let deflate = {
+            let d = &self.deflate;
+            let def = DeflateConfig::default();
+            let service = match d.service.as_deref().map(str::trim) {
+                None => def.service,
+                Some(v) if v.eq_ignore_ascii_case("with-client") => ServiceDeflate::WithClient,
+                Some(v) if v.eq_ignore_ascii_case("always") => ServiceDeflate::Always,
+                Some(v) if v.eq_ignore_ascii_case("never") => ServiceDeflate::Never,
+                Some(v) => {
+                    return Err(invalid(
+                        "deflate.service",
+                        format!("{v:?} is not \"with-client\", \"always\" or \"never\""),
+                    ))
+                }
+            };
+            let max_window_bits = match d.max_window_bits {
+                None => def.max_window_bits,
+                Some(n @ 9..=15) => n,
+                Some(n) => {
+                    return Err(invalid(
+                        "deflate.max_window_bits",
+                        format!("{n} is not 9 to 15 (zlib cannot compress with 8)"),
+                    ))
+                }
+            };
+            let level = match d.level {
+                None => def.level,
+                Some(n @ 0..=9) => n,
+                Some(n) => {
+                    return Err(invalid(
+                        "deflate.level",
+                        format!("{n} is not 0 (store only) to 9 (smallest)"),
+                    ))
+                }
+            };
+            DeflateConfig {
+                enabled: d.enabled.unwrap_or(def.enabled),
+                service,
+                context_takeover: d.context_takeover.unwrap_or(def.context_takeover),
+                max_window_bits,
+                level,
+                min_message_size: d.min_message_size.map_or(def.min_message_size, |b| {
+                    usize::try_from(b.as_u64()).unwrap_or(usize::MAX)
+                }),
+            }
+        };
+
         let level = self.log.level.unwrap_or_else(|| "info".to_owned());
         check_log_filter(&level).map_err(|e| invalid("log.level", e))?;
         let format = match self.log.format.as_deref().map(str::trim) {
@@ -783,6 +830,7 @@ impl RawConfig {
             failover,
             routing,
             handshake,
+            deflate,
         })
     }
 }

@@ -35,6 +35,9 @@ pub(super) fn classify_read_error(e: WsError) -> End {
             format!("message of {size} bytes exceeds the limit of {max_size}"),
         ),
         WsError::Capacity(c) => End::Violation(CloseCode::Size, c.to_string()),
+        WsError::Utf8(cause) if cause.starts_with(crate::ws::leg::INVALID_DEFLATE) => {
+            End::Violation(CloseCode::Invalid, crate::ws::leg::INVALID_DEFLATE.into())
+        }
         WsError::Utf8(_) => {
             End::Violation(CloseCode::Invalid, "invalid UTF-8 in a text message".into())
         }

@@ -49,6 +49,9 @@ pub struct SessionFailover {
     /// The session's sticky slot (`routing.sticky`): its instance is tried first while UP,
     /// and a switch re-sticks the slot to the new instance.
     sticky: Option<(Arc<StickyTable>, u64)>,
+    /// The client leg agreed to permessage-deflate (the next instance is offered it as the
+    /// first was, by `deflate.service`).
+    client_deflate: bool,
 }
 
 impl SessionFailover {
@@ -82,7 +85,14 @@ impl SessionFailover {
             client,
             next: None,
             sticky: None,
+            client_deflate: false,
         }
+    }
+
+    /// Records whether the client leg agreed to permessage-deflate (see the field).
+    pub fn with_deflate(mut self, client_deflate: bool) -> SessionFailover {
+        self.client_deflate = client_deflate;
+        self
     }
 
     /// Sets the session's sticky slot (see the field).
@@ -149,6 +159,11 @@ impl Reconnect<Ws> for SessionFailover {
                 offered: &self.offered,
                 client: &self.client,
                 identity: &identity,
+                deflate: crate::ws::deflate::offers_service(
+                    &self.settings.deflate,
+                    self.client_deflate,
+                )
+                .then_some(&self.settings.deflate),
             };
             let attempt = Box::pin(handshake::connect(
                 &ep,

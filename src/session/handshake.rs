@@ -5,8 +5,8 @@
 //! `Cookie`), `Sec-WebSocket-Protocol` as the client offered it, and `X-Forwarded-For`
 //! (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`. Not copied:
 //! hop-by-hop headers (RFC 9110 §7.6.1, plus those named in `Connection`), `Host`,
-//! `Sec-WebSocket-Key/Accept/Version/Extensions` (extensions are not negotiated through the
-//! relay, so permessage-deflate is stripped on both legs).
+//! `Sec-WebSocket-Key/Accept/Version/Extensions`: extensions are negotiated on each leg on its
+//! own (permessage-deflate, RFC 7692, [`crate::ws::deflate`]), never passed through.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -137,11 +137,12 @@ fn is_valid_key(k: &[u8]) -> bool {
         })
 }
 
-/// The 101 answer to the client: `Sec-WebSocket-Accept` for its key and the subprotocol the
-/// service chose (if any).
+/// The 101 answer to the client: `Sec-WebSocket-Accept` for its key, the subprotocol the
+/// service chose (if any) and the client leg's `Sec-WebSocket-Extensions` answer (if any).
 pub fn switching_protocols<B: Default>(
     key: &HeaderValue,
     protocol: Option<&HeaderValue>,
+    extensions: Option<&HeaderValue>,
 ) -> Response<B> {
     let mut resp = Response::new(B::default());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -153,6 +154,9 @@ pub fn switching_protocols<B: Default>(
     }
     if let Some(p) = protocol {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+    }
+    if let Some(e) = extensions {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, e.clone());
     }
     resp
 }
@@ -256,6 +260,8 @@ pub struct Forward<'a> {
     pub client: &'a ClientSide,
     /// The client-certificate headers, for `x509` services.
     pub identity: &'a Identity,
+    /// permessage-deflate to offer the service (`None`: offer no extension).
+    pub deflate: Option<&'a crate::config::DeflateConfig>,
 }
 
 /// Builds the upstream upgrade request for `fwd` on `ep`.
@@ -270,6 +276,7 @@ fn upstream_request(
         offered,
         client,
         identity,
+        deflate,
     } = *fwd;
     let mut req = Request::builder()
         .method(Method::GET)
@@ -321,6 +328,12 @@ fn upstream_request(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_str(&joined)
                 .map_err(|_| HandshakeError::BadRequest("bad Sec-WebSocket-Protocol".into()))?,
+        );
+    }
+    if let Some(cfg) = deflate {
+        h.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            crate::ws::deflate::offer(cfg),
         );
     }
     // X-Forwarded-For: append the client to any list it brought.
@@ -532,15 +545,29 @@ pub async fn connect(
             url()
         )));
     }
-    // RFC 6455 §4.1 (client rule 6): the relay offered no extension, so an answer that selects
-    // one (e.g. permessage-deflate, which would set RSV1 on frames) fails the connection.
-    if let Some(ext) = h.get(header::SEC_WEBSOCKET_EXTENSIONS) {
-        return Err(HandshakeError::BadGateway(format!(
-            "{} selected extension {:?}, which was not offered",
-            url(),
-            String::from_utf8_lossy(ext.as_bytes())
-        )));
-    }
+    // RFC 6455 §4.1 (client rule 6): an answer may select only what was offered, at most
+    // permessage-deflate (RFC 7692 §7.1), once.
+    let mut exts = h.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter();
+    let deflate = match (exts.next(), exts.next(), fwd.deflate) {
+        (None, _, _) => None,
+        (Some(ext), None, Some(cfg)) => Some(
+            crate::ws::deflate::accept_response(ext, cfg)
+                .map(|a| crate::ws::deflate::Codec::new(a, cfg))
+                .map_err(|e| {
+                    HandshakeError::BadGateway(format!(
+                        "{} answered the permessage-deflate offer wrongly: {e}",
+                        url()
+                    ))
+                })?,
+        ),
+        (Some(ext), _, _) => {
+            return Err(HandshakeError::BadGateway(format!(
+                "{} selected extension {:?}, which was not offered",
+                url(),
+                String::from_utf8_lossy(ext.as_bytes())
+            )))
+        }
+    };
     // RFC 6455 §4.2.2 / §11.3.4: at most one Sec-WebSocket-Protocol, holding one value.
     if h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().count() > 1 {
         return Err(HandshakeError::BadGateway(format!(
@@ -558,7 +585,8 @@ pub async fn connect(
             )));
         }
     }
-    let ws = crate::ws::leg::Leg::new(TokioIo::new(upgraded), Role::Client, s.limits);
+    let ws = crate::ws::leg::Leg::new(TokioIo::new(upgraded), Role::Client, s.limits)
+        .with_deflate(deflate);
     Ok(Connected {
         ws,
         protocol,
@@ -668,7 +696,7 @@ mod tests {
         h.push(("sec-websocket-protocol", "c"));
         let u = validate_upgrade(&req(&h)).unwrap();
         assert_eq!(u.protocols, vec!["a", "b", "c"]);
-        let r: Response<()> = switching_protocols(&u.key, None);
+        let r: Response<()> = switching_protocols(&u.key, None, None);
         assert_eq!(
             r.headers()["sec-websocket-accept"],
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -777,6 +805,7 @@ mod tests {
             offered: &["chat".into()],
             client: &client,
             identity: &Identity::NotAsked,
+            deflate: None,
         };
         let r = upstream_request(&ep, &fwd, "AAAAAAAAAAAAAAAAAAAAAA==").unwrap();
         let rh = r.headers();
@@ -792,6 +821,17 @@ mod tests {
         assert_eq!(rh["sec-websocket-key"], "AAAAAAAAAAAAAAAAAAAAAA==");
         assert!(rh.get("keep-alive").is_none());
         assert!(rh.get("x-drop-me").is_none());
+        // The client's offer is not passed through: each leg negotiates its own.
         assert!(rh.get("sec-websocket-extensions").is_none());
+        let cfg = crate::config::DeflateConfig::default();
+        let fwd = Forward {
+            deflate: Some(&cfg),
+            ..fwd
+        };
+        let r = upstream_request(&ep, &fwd, "AAAAAAAAAAAAAAAAAAAAAA==").unwrap();
+        assert_eq!(
+            r.headers()["sec-websocket-extensions"],
+            crate::ws::deflate::offer(&cfg)
+        );
     }
 }

@@ -117,12 +117,18 @@ async fn open(
     let mut last_err = None;
     let mut connected: Option<(Connected, &crate::routing::Endpoint)> = None;
     let identity = handshake::Identity::of(service, client)?;
+    // permessage-deflate: the client leg's answer now; the service is offered it (by
+    // `deflate.service`) and answers for its own leg.
+    let client_deflate = crate::ws::deflate::accept_offer(req.headers(), &settings.deflate);
+    let offer_service =
+        crate::ws::deflate::offers_service(&settings.deflate, client_deflate.is_some());
     let fwd = handshake::Forward {
         path: &resolved.upstream_path,
         headers: req.headers(),
         offered: &upgrade.protocols,
         client,
         identity: &identity,
+        deflate: offer_service.then_some(&settings.deflate),
     };
     let mut candidates = candidates.peekable();
     while let Some(ep) = candidates.next() {
@@ -151,7 +157,13 @@ async fn open(
     if let Some((table, slot)) = &sticky {
         table.set(*slot, &ep.instance_id);
     }
-    let resp = handshake::switching_protocols(&upgrade.key, conn.protocol.as_ref());
+    let (client_deflate, deflate_answer) = client_deflate.unzip();
+    let resp = handshake::switching_protocols(
+        &upgrade.key,
+        conn.protocol.as_ref(),
+        deflate_answer.as_ref(),
+    );
+    let service_deflate = conn.ws.deflate().is_some();
     let (key, id) = shared.sessions.next_id();
     // One span per session: every line it logs carries its id, client, service and instance
     // (the instance is recorded again when the session fails over). Entered for its log lines
@@ -234,7 +246,8 @@ async fn open(
                 return;
             }
         };
-        let client_ws = leg::Leg::new(TokioIo::new(upgraded), Role::Server, settings.client_limits);
+        let client_ws = leg::Leg::new(TokioIo::new(upgraded), Role::Server, settings.client_limits)
+            .with_deflate(client_deflate.map(|a| crate::ws::deflate::Codec::new(a, &settings.deflate)));
         let s = guard.info();
         // Made again after the relay rather than kept across it (per-session memory).
         let service_label = || crate::metrics::ServiceLabel {
@@ -247,6 +260,7 @@ async fn open(
             let up = s.upstream();
             span.in_scope(|| tracing::info!(
                 upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
+                deflate = deflate_legs(client_deflate.is_some(), service_deflate),
                 "session opened"
             ));
         }
@@ -267,7 +281,8 @@ async fn open(
                     client,
                     span.clone(),
                 )
-                .with_sticky(sticky);
+                .with_sticky(sticky)
+                .with_deflate(client_deflate.is_some());
                 // Boxed: the failover machinery (a whole upstream handshake) must not grow
                 // the task of every session that does not use it.
                 Box::pin(relay::relay_with_failover(client_ws, *service_leg, &s.counters, &settings.relay, &shared2.shutdown, f)).await
@@ -315,6 +330,16 @@ async fn open(
         drop(guard);
     });
     Ok(resp)
+}
+
+/// Which legs agreed to permessage-deflate, for the "session opened" line.
+fn deflate_legs(client: bool, service: bool) -> &'static str {
+    match (client, service) {
+        (true, true) => "both",
+        (true, false) => "client",
+        (false, true) => "service",
+        (false, false) => "none",
+    }
 }
 
 /// The request header that names the instance to use (Zowe v3's `DeterministicLoadBalancer`).

@@ -25,6 +25,9 @@ impl Default for Limits {
     }
 }
 
+/// RSV1, set on the first frame of a compressed message (RFC 7692 §6); or it into the opcode
+/// given to [`encode`].
+pub const RSV1: u8 = 0x40;
 /// Opcode (RFC 6455 §5.2).
 pub const OP_CONTINUE: u8 = 0;
 /// Opcode (RFC 6455 §5.2).
@@ -45,6 +48,8 @@ pub struct Head {
     pub fin: bool,
     /// The opcode (`OP_*`).
     pub opcode: u8,
+    /// RSV1: a compressed message (permessage-deflate, RFC 7692 §6).
+    pub rsv1: bool,
     /// The masking key, if the frame is masked.
     pub mask: Option<[u8; 4]>,
     /// The payload length in bytes.
@@ -55,7 +60,9 @@ pub struct Head {
 /// bytes, or `Ok(None)` when more bytes are needed. Checked against the role (`server`:
 /// frames in must be masked, §5.1), the limits (from the header, before the payload
 /// arrives), and the message state: `in_message` is the length so far of a fragmented
-/// message in progress, `None` when none is (§5.4).
+/// message in progress, `None` when none is (§5.4). `rsv1_ok`: permessage-deflate was agreed,
+/// so RSV1 may be set on a message's first frame (RFC 7692 §6), never on a continuation or a
+/// control frame (§6.1).
 ///
 /// # Errors
 /// The `ProtocolError` or `CapacityError::MessageTooLong` of the first rule broken.
@@ -65,6 +72,7 @@ pub fn parse_head(
     server: bool,
     limits: &Limits,
     in_message: Option<usize>,
+    rsv1_ok: bool,
 ) -> Result<Option<(Head, usize)>, WsError> {
     if buf.len() < 2 {
         return Ok(None);
@@ -96,7 +104,8 @@ pub fn parse_head(
     });
     let fin = b0 & 0x80 != 0;
     let opcode = b0 & 0x0f;
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & RSV1 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !(rsv1_ok && (opcode == OP_TEXT || opcode == OP_BINARY))) {
         return Err(ProtocolError::NonZeroReservedBits.into());
     }
     match opcode {
@@ -146,6 +155,7 @@ pub fn parse_head(
         Head {
             fin,
             opcode,
+            rsv1,
             mask,
             len,
         },
@@ -153,7 +163,8 @@ pub fn parse_head(
     )))
 }
 
-/// Appends one frame (FIN set) with opcode `opcode` and payload `a` followed by `b` to
+/// Appends one frame (FIN set) with opcode `opcode` (or'ed with [`RSV1`] for a compressed
+/// message) and payload `a` followed by `b` to
 /// `out` (§5.2); `masked` (the client role) masks it with a fresh random key (§5.3).
 #[inline]
 pub fn encode(out: &mut Vec<u8>, masked: bool, opcode: u8, a: &[u8], b: &[u8]) {
@@ -211,11 +222,36 @@ mod tests {
         max_frame_size: 600,
     };
 
+    /// RSV1 is a compressed message's mark only where permessage-deflate was agreed, and only
+    /// on a data message's first frame (RFC 7692 §6, §6.1); RSV2/RSV3 never.
+    #[test]
+    fn rsv1_only_on_a_first_data_frame_with_deflate() {
+        let p = |b: &[u8], in_message, ok| parse_head(b, false, &LIMITS, in_message, ok);
+        let (h, _) = p(&[0xc1, 0x01], None, true).unwrap().unwrap();
+        assert!(h.rsv1 && h.fin && h.opcode == OP_TEXT);
+        let (h, _) = p(&[0x42, 0x01], None, true).unwrap().unwrap();
+        assert!(h.rsv1 && !h.fin && h.opcode == OP_BINARY);
+        let (h, _) = p(&[0x82, 0x01], None, true).unwrap().unwrap();
+        assert!(!h.rsv1);
+        let reserved = |r: Result<Option<(Head, usize)>, WsError>| {
+            matches!(
+                r,
+                Err(WsError::Protocol(ProtocolError::NonZeroReservedBits))
+            )
+        };
+        assert!(reserved(p(&[0xc1, 0x01], None, false)), "no deflate agreed");
+        assert!(reserved(p(&[0xc0, 0x01], Some(3), true)), "continuation");
+        assert!(reserved(p(&[0xc9, 0x00], None, true)), "ping");
+        assert!(reserved(p(&[0xa1, 0x01], None, true)), "RSV2");
+        assert!(reserved(p(&[0x91, 0x01], None, true)), "RSV3");
+    }
+
     /// Headers parse from bytes alone: incomplete ones wait, lengths in all three encodings,
     /// and every rule is checked from the header, before any payload.
     #[test]
     fn headers_parse_and_are_checked_without_io() {
-        let parse = |b: &[u8], server, in_message| parse_head(b, server, &LIMITS, in_message);
+        let parse =
+            |b: &[u8], server, in_message| parse_head(b, server, &LIMITS, in_message, false);
         // Incomplete: 1 byte, or a 16-bit length without its bytes.
         assert!(parse(&[0x81], false, None).unwrap().is_none());
         assert!(parse(&[0x82, 126, 0x01], false, None).unwrap().is_none());
@@ -286,7 +322,9 @@ mod tests {
                     max_message_size: 1 << 20,
                     max_frame_size: 1 << 20,
                 };
-                let (h, size) = parse_head(&out, masked, &limits, None).unwrap().unwrap();
+                let (h, size) = parse_head(&out, masked, &limits, None, false)
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(
                     (h.len, h.mask.is_some(), out.len()),
                     (len, masked, size + len)

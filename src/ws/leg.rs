@@ -30,6 +30,12 @@
 //!   `ProtocolError::ResetWithoutClosingHandshake`;
 //! - frames sent by the client role are masked with a fresh random key each (§5.3).
 //!
+//! With permessage-deflate agreed on the leg ([`Leg::with_deflate`], RFC 7692), a message whose
+//! first frame has RSV1 is inflated once complete, against `max_message_size` (1009 as soon as
+//! the output passes it; text is checked for UTF-8 after inflating), and data messages of at
+//! least `deflate.min_message_size` bytes are sent compressed. Invalid compressed data ends
+//! the stream with 1007, as a text message that is not UTF-8.
+//!
 //! After a read error the stream ends (`None`); the relay then closes the leg.
 
 use std::io;
@@ -44,12 +50,16 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::deflate::{Codec, InflateError};
 use super::frame::{
-    self, apply_mask, Head, OP_BINARY, OP_CLOSE, OP_CONTINUE, OP_PING, OP_PONG, OP_TEXT,
+    self, apply_mask, Head, OP_BINARY, OP_CLOSE, OP_CONTINUE, OP_PING, OP_PONG, OP_TEXT, RSV1,
 };
 
 /// The limits of a leg (defined beside the frame header checks that apply them).
 pub use super::frame::Limits;
+
+/// The start of the error text of invalid compressed data (a 1007, as invalid UTF-8).
+pub const INVALID_DEFLATE: &str = "invalid permessage-deflate data";
 
 /// Bytes asked of the connection per read when no frame is in progress.
 const READ_CHUNK: usize = 8 * 1024;
@@ -61,6 +71,8 @@ const WRITE_HIGH_WATER: usize = 16 * 1024;
 /// A fragmented message being received.
 struct Fragments {
     text: bool,
+    /// Compressed (RSV1 on the first frame): inflated and checked once complete.
+    compressed: bool,
     data: BytesMut,
     /// Bytes of `data` known to be valid UTF-8 (text only).
     checked: usize,
@@ -97,6 +109,8 @@ pub struct Leg<I> {
     /// Bytes read from the connection so far (wrapping): the relay's keepalive counts a
     /// leg as heard while bytes arrive, also in the middle of a long frame (issue 14 item 2).
     bytes_read: u64,
+    /// permessage-deflate, when agreed on this leg (boxed: a pointer when not).
+    deflate: Option<Box<Codec>>,
 }
 
 impl<I> Leg<I> {
@@ -118,7 +132,19 @@ impl<I> Leg<I> {
             close_sent: false,
             read_done: false,
             bytes_read: 0,
+            deflate: None,
         }
+    }
+
+    /// The leg with permessage-deflate as agreed in its handshake (`None`: not agreed).
+    pub fn with_deflate(mut self, codec: Option<Codec>) -> Leg<I> {
+        self.deflate = codec.map(Box::new);
+        self
+    }
+
+    /// Whether permessage-deflate was agreed on this leg.
+    pub fn deflate(&self) -> Option<&Codec> {
+        self.deflate.as_deref()
     }
 
     /// Heap bytes held by this leg's buffers (read buffer, partial message, unwritten
@@ -127,6 +153,7 @@ impl<I> Leg<I> {
         self.rbuf.capacity()
             + self.frag.as_ref().map_or(0, |f| f.data.capacity())
             + self.out.capacity()
+            + self.deflate.as_ref().map_or(0, |d| d.held_bytes())
     }
 
     fn queued(&self) -> usize {
@@ -150,7 +177,13 @@ impl<I> Leg<I> {
     /// and message state ([`frame::parse_head`]).
     fn parse_head(&self) -> Result<Option<(Head, usize)>, WsError> {
         let in_message = self.frag.as_ref().map(|f| f.data.len());
-        frame::parse_head(&self.rbuf, self.server, &self.limits, in_message)
+        frame::parse_head(
+            &self.rbuf,
+            self.server,
+            &self.limits,
+            in_message,
+            self.deflate.is_some(),
+        )
     }
 
     /// Appends one frame (FIN set) with payload `a` followed by `b` to the output, masked
@@ -184,11 +217,13 @@ impl<I> Leg<I> {
             }
             match head.opcode {
                 OP_TEXT | OP_BINARY if head.fin => {
+                    let payload = self.inflated(payload, head.rsv1)?;
                     return data_message(head.opcode == OP_TEXT, payload).map(Some);
                 }
                 OP_TEXT | OP_BINARY => {
                     let mut f = Box::new(Fragments {
                         text: head.opcode == OP_TEXT,
+                        compressed: head.rsv1,
                         data: payload,
                         checked: 0,
                     });
@@ -203,7 +238,8 @@ impl<I> Leg<I> {
                     check_utf8_prefix(f)?;
                     if head.fin {
                         if let Some(f) = self.frag.take() {
-                            return data_message(f.text, f.data).map(Some);
+                            let data = self.inflated(f.data, f.compressed)?;
+                            return data_message(f.text, data).map(Some);
                         }
                     }
                 }
@@ -225,6 +261,45 @@ impl<I> Leg<I> {
                 _ => return self.received_close(payload).map(Some),
             }
         }
+    }
+
+    /// A complete message's payload: inflated when `compressed` (RFC 7692 §7.2.2), against
+    /// `max_message_size`.
+    fn inflated(&mut self, payload: BytesMut, compressed: bool) -> Result<BytesMut, WsError> {
+        if !compressed {
+            return Ok(payload);
+        }
+        let Some(codec) = self.deflate.as_mut() else {
+            // parse_head refuses RSV1 without deflate; kept as a value, not a panic.
+            return Err(ProtocolError::NonZeroReservedBits.into());
+        };
+        let max_size = self.limits.max_message_size;
+        match codec.inflate(&payload, max_size) {
+            Ok(v) => Ok(BytesMut::from(bytes::Bytes::from(v))),
+            Err(InflateError::TooBig(size)) => Err(WsError::Capacity(
+                tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong {
+                    size,
+                    max_size,
+                },
+            )),
+            Err(InflateError::Corrupt(cause)) => {
+                Err(WsError::Utf8(format!("{INVALID_DEFLATE}: {cause}")))
+            }
+        }
+    }
+
+    /// Appends a data message, compressed when deflate was agreed and it is large enough.
+    fn encode_data(&mut self, opcode: u8, payload: &[u8]) -> Result<(), WsError> {
+        if let Some(codec) = self.deflate.as_mut().filter(|c| c.wants(payload.len())) {
+            let (out, masked) = (&mut self.out, !self.server);
+            return codec
+                .compress(payload, |z| {
+                    frame::encode(out, masked, opcode | RSV1, z, &[])
+                })
+                .map_err(|e| WsError::Io(io::Error::other(e)));
+        }
+        self.encode(opcode, payload, &[]);
+        Ok(())
     }
 
     /// Handles a received close frame: answers it (once) and ends the stream.
@@ -374,8 +449,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Leg<I> {
             return Err(ProtocolError::SendAfterClosing.into());
         }
         match msg {
-            Message::Text(t) => this.encode(OP_TEXT, t.as_bytes(), &[]),
-            Message::Binary(b) => this.encode(OP_BINARY, &b, &[]),
+            Message::Text(t) => this.encode_data(OP_TEXT, t.as_bytes())?,
+            Message::Binary(b) => this.encode_data(OP_BINARY, &b)?,
             Message::Ping(p) => this.encode(OP_PING, &p, &[]),
             Message::Pong(p) => this.encode(OP_PONG, &p, &[]),
             Message::Close(f) => this.encode_close(f.as_ref()),
@@ -453,7 +528,7 @@ pub(crate) fn poll_read_lazily<IO: AsyncRead + Unpin>(
 /// Checks the not yet checked part of a fragmented text message; an incomplete sequence at
 /// the end may still be completed by the next fragment (RFC 6455 §8.1: fail fast).
 fn check_utf8_prefix(f: &mut Fragments) -> Result<(), WsError> {
-    if !f.text {
+    if !f.text || f.compressed {
         return Ok(());
     }
     match std::str::from_utf8(&f.data[f.checked..]) {

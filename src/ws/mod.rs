@@ -1,4 +1,6 @@
-//! RFC 6455 framing: a connection leg that reads and writes WebSocket frames itself.
+//! RFC 6455 framing: a connection leg that reads and writes WebSocket frames itself, with
+//! RFC 7692's permessage-deflate.
 
+pub mod deflate;
 pub mod frame;
 pub mod leg;
