@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side WebSocket relay benchmark: direct vs wsrelay vs nginx vs HAProxy (ws and wss),
-# on this machine, with the same load, in one run. See BENCHMARKS.md.
+# and on request Spring Cloud Gateway (Zowe API ML v3's engine), on this machine, with the same
+# load, in one run. See BENCHMARKS.md.
 #
 #   bash bench/run.sh               # full run (~20 min on 2 cores)
 #   QUICK=1 bash bench/run.sh       # smoke run (about a minute after the build)
@@ -11,6 +12,11 @@
 #   HOLD_N [as many as the descriptor limit allows, *200]   sessions held by the hold load
 #   LOADS ["closed paced throughput hold"]                  loads to run, in this order
 #   TARGETS ["direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss"]
+#                              also: scg-ws scg-wss (Spring Cloud Gateway on the JVM; not in the
+#                              default list: add them, e.g. TARGETS="direct ... scg-ws scg-wss")
+#   SCG_WARMUP [60, *20]       seconds of closed-loop load on each Spring Cloud Gateway JVM after
+#                              it starts, before anything is measured (JIT warm-up)
+#   SCG_HEAP [512m]            fixed heap (-Xms = -Xmx) of the gateway's JVM; JAVA [/usr/bin/java]
 #   RATE [5000]                total messages/s of the paced load
 #   MICRO [1, *0]              also run the Criterion micro-benchmarks (cargo bench)
 #   MAX_OTHER_CPU [20], RETRIES [3]   a timed run during which other processes used more than
@@ -20,9 +26,10 @@
 #   PIN [1]                    pin with taskset (skipped where it fails; PIN=0 never pins)
 #   RELAY_CPU [0], LOAD_CPU [1]   CPUs for the relay under test, and for the load generator
 #                                 plus the echo backend
-#   PORT_BASE [20100]          first of 8 loopback TCP ports used
+#   PORT_BASE [20100]          first of 9 loopback TCP ports used
 #   OUT [target/bench/DATE]    where configs, logs, results.jsonl and report.md go
-#   SKIP_BUILD [0], SKIP_INSTALL [0]
+#   SKIP_BUILD [0], SKIP_INSTALL [0]   (the build: cargo, and Maven for interop/scg-gateway
+#                                      when an scg target is in TARGETS)
 #   WSRELAY, BENCH [target/release/wsrelay, target/release/wsrelay-bench]   binaries to use
 #
 # Everything listens on 127.0.0.1 only. Every process this script starts is stopped by PID on
@@ -36,9 +43,11 @@ QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
   REPEATS=${REPEATS:-1}; DURATION=${DURATION:-2s}; WARMUP=${WARMUP:-0.5s}
   HOLD_N=${HOLD_N:-200}; MICRO=${MICRO:-0}; SETTLE=${SETTLE:-0.5s}; AFTER_CLOSE=${AFTER_CLOSE:-1s}
+  SCG_WARMUP=${SCG_WARMUP:-20}
 else
   REPEATS=${REPEATS:-3}; DURATION=${DURATION:-10s}; WARMUP=${WARMUP:-2s}
   HOLD_N=${HOLD_N:-}; MICRO=${MICRO:-1}; SETTLE=${SETTLE:-2s}; AFTER_CLOSE=${AFTER_CLOSE:-3s}
+  SCG_WARMUP=${SCG_WARMUP:-60}
 fi
 LOADS=${LOADS:-closed paced throughput hold}
 TARGETS=${TARGETS:-direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss}
@@ -55,6 +64,11 @@ OUT=${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
+SCG_HEAP=${SCG_HEAP:-512m}
+JAVA=${JAVA:-/usr/bin/java}
+# Spring Cloud Gateway (two JVMs) starts only when an scg target is asked for.
+SCG=0
+for t in $TARGETS; do [[ $t == scg-* ]] && SCG=1; done
 
 ECHO_PORT=$PORT_BASE
 WSR_WS_PORT=$((PORT_BASE + 1))
@@ -63,6 +77,8 @@ NGX_WS_PORT=$((PORT_BASE + 3))
 NGX_WSS_PORT=$((PORT_BASE + 4))
 HAP_WS_PORT=$((PORT_BASE + 5))
 HAP_WSS_PORT=$((PORT_BASE + 6))
+SCG_WS_PORT=$((PORT_BASE + 7))
+SCG_WSS_PORT=$((PORT_BASE + 8))
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
@@ -99,6 +115,10 @@ if [[ $SKIP_INSTALL != 1 ]]; then
   command -v openssl >/dev/null || missing+=(openssl)
   command -v taskset >/dev/null || missing+=(util-linux)
   command -v pgrep >/dev/null || missing+=(procps)
+  if [[ $SCG == 1 ]]; then
+    [[ -x $JAVA ]] || missing+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null || missing+=(maven)
+  fi
   if ((${#missing[@]})); then
     SUDO=()
     if [[ $(id -u) != 0 ]]; then
@@ -122,12 +142,22 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WSRELAY=${WSRELAY:-$TARGET_DIR/release/wsrelay}
 BENCH=${BENCH:-$TARGET_DIR/release/wsrelay-bench}
 [[ -x $WSRELAY && -x $BENCH ]] || die "missing $WSRELAY or $BENCH (build with cargo build --release)"
+SCG_JAR=$ROOT/interop/scg-gateway/target/scg-gateway.jar
+if [[ $SCG == 1 ]]; then
+  [[ -x $JAVA ]] || die "no Java at $JAVA (set JAVA; Spring Boot 4 needs Java 17+)"
+  if [[ $SKIP_BUILD != 1 ]]; then
+    command -v mvn >/dev/null || die "Maven (mvn) is not installed"
+    log "building the Spring Cloud Gateway target (mvn package -pl scg-gateway)"
+    (cd interop && mvn -q -B package -DskipTests -pl scg-gateway -am)
+  fi
+  [[ -f $SCG_JAR ]] || die "missing $SCG_JAR (build with: cd interop && mvn -B package -pl scg-gateway -am)"
+fi
 
 mkdir -p "$OUT"/{tls,nginx,logs}
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
-for p in $ECHO_PORT $WSR_WS_PORT $WSR_WSS_PORT $NGX_WS_PORT $NGX_WSS_PORT $HAP_WS_PORT $HAP_WSS_PORT; do
+for p in $ECHO_PORT $WSR_WS_PORT $WSR_WSS_PORT $NGX_WS_PORT $NGX_WSS_PORT $HAP_WS_PORT $HAP_WSS_PORT $SCG_WS_PORT $SCG_WSS_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p is already in use; set PORT_BASE"
   fi
@@ -173,9 +203,9 @@ log "making a certificate"
 )
 CA=$OUT/tls/ca.pem
 
-wait_port() { # port pid name
+wait_port() { # port pid name [tries of 0.1 s, default 100]
   local i
-  for i in $(seq 100); do
+  for i in $(seq "${4:-100}"); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     kill -0 "$2" 2>/dev/null || die "$3 exited at start; see $OUT/logs/$3.log"
     sleep 0.1
@@ -312,6 +342,55 @@ start_haproxy() {
 }
 start_haproxy
 
+# --- Spring Cloud Gateway: one JVM for ws, one for wss (TLS 1.3, the same certificate) -----
+# Fixed heap, the serial collector (on one core a concurrent collector's threads would compete
+# with the event loop), one CPU as far as the JVM's ergonomics know (ActiveProcessorCount=1 sizes
+# the GC, the JIT and the common pools) and one Reactor Netty event loop (ioWorkerCount=1; the
+# server and the HttpClient share it), like the one worker of every other relay.
+SCG_JVM=(-Xms"$SCG_HEAP" -Xmx"$SCG_HEAP" -XX:+UseSerialGC -XX:ActiveProcessorCount=1
+  -XX:+ExitOnOutOfMemoryError -Dreactor.netty.ioWorkerCount=1)
+SCG_ARGS=(--scg.echo-uri="ws://127.0.0.1:$ECHO_PORT")
+SCG_TLS_ARGS=(--spring.ssl.bundle.pem.bench.keystore.certificate="file:$OUT/tls/tls.crt"
+  --spring.ssl.bundle.pem.bench.keystore.private-key="file:$OUT/tls/tls.key"
+  --server.ssl.bundle=bench)
+# Closed-loop load on a fresh gateway JVM until the JIT has compiled its hot paths (SCG_WARMUP
+# seconds of 64 B closed-loop echo, then 5 s of the 64 KiB pipelined load); not measured.
+scg_warmup() { # url name
+  ((SCG_WARMUP > 0)) || return 0
+  log "$2: JIT warm-up (${SCG_WARMUP}s closed-loop, 5s pipelined)"
+  "${PIN_LOAD[@]}" "$BENCH" closed --url "$1" --ca-file "$CA" --connections 50 --size 64 \
+    --duration "${SCG_WARMUP}s" --warmup 0s >>"$OUT/logs/scg-warmup.log" 2>&1 || die "$2: warm-up failed; see $OUT/logs/scg-warmup.log"
+  "${PIN_LOAD[@]}" "$BENCH" throughput --url "$1" --ca-file "$CA" --connections 4 --size 65536 \
+    --window 8 --duration 5s --warmup 0s >>"$OUT/logs/scg-warmup.log" 2>&1 || die "$2: warm-up failed; see $OUT/logs/scg-warmup.log"
+}
+start_scg_ws() { # [warm-up: 1 (default) or 0]
+  "${PIN_RELAY[@]}" "$JAVA" "${SCG_JVM[@]}" -jar "$SCG_JAR" --server.port="$SCG_WS_PORT" "${SCG_ARGS[@]}" \
+    >>"$OUT/logs/scg-ws.log" 2>&1 &
+  SCG_WS_PID=$!
+  PIDS+=("$SCG_WS_PID")
+  wait_port "$SCG_WS_PORT" "$SCG_WS_PID" scg-ws 1200
+  [[ ${1:-1} == 0 ]] || scg_warmup "ws://127.0.0.1:$SCG_WS_PORT$GW_PATH" scg-ws
+}
+start_scg_wss() { # [warm-up: 1 (default) or 0]
+  "${PIN_RELAY[@]}" "$JAVA" "${SCG_JVM[@]}" -jar "$SCG_JAR" --server.port="$SCG_WSS_PORT" "${SCG_ARGS[@]}" \
+    "${SCG_TLS_ARGS[@]}" >>"$OUT/logs/scg-wss.log" 2>&1 &
+  SCG_WSS_PID=$!
+  PIDS+=("$SCG_WSS_PID")
+  wait_port "$SCG_WSS_PORT" "$SCG_WSS_PID" scg-wss 1200
+  [[ ${1:-1} == 0 ]] || scg_warmup "wss://127.0.0.1:$SCG_WSS_PORT$GW_PATH" scg-wss
+}
+GW_PATH=/ws/v1/discoverableclient/echo # wsrelay: v1 form → /discoverableclient/ws/echo
+SCG_WS_PID=""
+SCG_WSS_PID=""
+if [[ $SCG == 1 ]]; then
+  for t in $TARGETS; do
+    case $t in
+      scg-ws) start_scg_ws ;;
+      scg-wss) start_scg_wss ;;
+    esac
+  done
+fi
+
 # A fresh process for a target, so that a hold starts from its baseline memory (an allocator
 # keeps freed memory, so a second hold in the same process would start from the first's peak).
 restart_target() {
@@ -325,11 +404,13 @@ restart_target() {
     wsrelay-wss) stop_pid "$WSR_WSS_PID"; start_wsrelay_wss ;;
     nginx-*) stop_pid "$NGX_PID"; start_nginx ;;
     haproxy-*) stop_pid "$HAP_PID"; start_haproxy ;;
+    # no JIT warm-up before a hold: it measures memory from the fresh process's baseline
+    scg-ws) stop_pid "$SCG_WS_PID"; start_scg_ws 0 ;;
+    scg-wss) stop_pid "$SCG_WSS_PID"; start_scg_wss 0 ;;
   esac
 }
 
 # --- targets ------------------------------------------------------------------------------
-GW_PATH=/ws/v1/discoverableclient/echo # wsrelay: v1 form → /discoverableclient/ws/echo
 target_url() {
   case $1 in
     direct) echo "ws://127.0.0.1:$ECHO_PORT/discoverableclient/ws/echo" ;;
@@ -339,6 +420,8 @@ target_url() {
     nginx-wss) echo "wss://127.0.0.1:$NGX_WSS_PORT$GW_PATH" ;;
     haproxy-ws) echo "ws://127.0.0.1:$HAP_WS_PORT$GW_PATH" ;;
     haproxy-wss) echo "wss://127.0.0.1:$HAP_WSS_PORT$GW_PATH" ;;
+    scg-ws) echo "ws://127.0.0.1:$SCG_WS_PORT$GW_PATH" ;;
+    scg-wss) echo "wss://127.0.0.1:$SCG_WSS_PORT$GW_PATH" ;;
     *) die "unknown target $1" ;;
   esac
 }
@@ -349,6 +432,8 @@ target_pid() {
     wsrelay-wss) echo "$WSR_WSS_PID" ;;
     nginx-*) echo "$NGX_WORKER" ;;
     haproxy-*) echo "$HAP_PID" ;;
+    scg-ws) echo "$SCG_WS_PID" ;; # the JVM itself (nice and taskset exec it)
+    scg-wss) echo "$SCG_WSS_PID" ;;
   esac
 }
 
@@ -409,6 +494,9 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "commit: $COMMIT$DIRTY"
   echo "versions: $("$WSRELAY" --version 2>/dev/null | head -n1), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), $(openssl version | awk '{print $1, $2}')"
   echo "settings: $PINNING; 1 worker/thread each (wsrelay TOKIO_WORKER_THREADS=1, nginx worker_processes 1, HAProxy nbthread 1); TLS 1.3, ECDSA P-256 certificate, no session resumption"
+  if [[ $SCG == 1 ]]; then
+    echo "Spring Cloud Gateway: $(unzip -Z1 "$SCG_JAR" 2>/dev/null | sed -n 's#^BOOT-INF/lib/spring-cloud-gateway-server-webflux-\(.*\)\.jar$#gateway server webflux \1#p; s#^BOOT-INF/lib/spring-boot-\([0-9][^/]*\)\.jar$#Spring Boot \1#p; s#^BOOT-INF/lib/reactor-netty-http-\(.*\)\.jar$#Reactor Netty \1#p' | paste -sd, - | sed 's/,/, /g'), $("$JAVA" -version 2>&1 | head -n1); JVM ${SCG_JVM[*]}; JIT warm-up ${SCG_WARMUP}s closed-loop + 5s pipelined after each start (none before a hold)"
+  fi
   echo "loads: $LOADS; repeats $REPEATS, duration $DURATION after $WARMUP warm-up, paced rate $RATE msgs/s, hold $HOLD_N sessions (open-file limit $NOFILE)"
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2

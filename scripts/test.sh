@@ -73,7 +73,8 @@ for m in eureka-server ws-service; do
 done
 if [ "$stale" = 1 ]; then
     start=$(date +%s)
-    mvn -B -q -f interop/pom.xml package -DskipTests
+    # the test peers only (interop/scg-gateway is a benchmark target, built by bench/run.sh)
+    mvn -B -q -f interop/pom.xml package -DskipTests -pl eureka-server,ws-service -am
     echo "   built in $(( $(date +%s) - start )) s"
 fi
 
