@@ -4,7 +4,7 @@
 #
 #   - gcc and make (jemalloc, the agent's allocator, is built from C sources)       apt
 #   - Autobahn|Testsuite's wstest in a Python 2.7 virtualenv, target/autobahn/venv  PyPI
-#   - py-eureka-client (pip) and eureka-js-client@4.5.0 in target/interop-js        PyPI, npm
+#   - py-eureka-client and websockets 17.4 (pip), eureka-js-client@4.5.0 in target/interop-js   PyPI, npm
 #   - headless Chromium (Debian's chromium) and playwright-core@1.65.1 beside it      apt, npm
 #   - Prometheus 2.42 and promtool (Debian's prometheus; only run by the tests)       apt
 #   - Java 17+ and Maven if missing, then the interop jars (interop/*/target/*.jar):
@@ -37,6 +37,10 @@ esac
 step "setup: Eureka interop clients (py-eureka-client, eureka-js-client@4.5.0)"
 if ! python3 -c 'import py_eureka_client' >/dev/null 2>&1; then
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore py-eureka-client
+fi
+# websockets: the permessage-deflate peer of tests/it/autobahn.rs (tests/autobahn/pmd.py)
+if ! python3 -c 'import websockets.asyncio.server' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'websockets==17.4'
 fi
 mkdir -p target/interop-js
 if [ ! -f target/interop-js/node_modules/eureka-js-client/package.json ]; then

@@ -13,6 +13,7 @@
 //! | `wsrelay_sessions_total` | counter | `service`, `close_code` (ended sessions) |
 //! | `wsrelay_sessions_opened_total` | counter | `service` |
 //! | `wsrelay_sessions_limit` | gauge | — (`limits.max_sessions`, 0 = unlimited) |
+//! | `wsrelay_deflate_sessions_total` | counter | `leg` (`client`, `service`: sessions whose leg agreed permessage-deflate) |
 //! | `wsrelay_connections_open` | gauge | |
 //! | `wsrelay_connection_limit_reached_total` | counter | |
 //! | `wsrelay_connection_refusals_total` | counter | `reason` |
@@ -37,6 +38,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+/// `leg` label: `client` or `service`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LegLabel {
+    /// `client` or `service`.
+    pub leg: &'static str,
+}
 
 /// `service` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +136,8 @@ pub struct ProxyMetrics {
     pub sessions_opened: Family<ServiceLabel, Counter>,
     /// `limits.max_sessions` (0 = unlimited), for alerts on sessions near the limit.
     pub sessions_limit: Gauge,
+    /// Sessions whose leg (`client`, `service`) agreed permessage-deflate (RFC 7692).
+    pub deflate_sessions: Family<LegLabel, Counter>,
     /// Ended sessions by service and close code.
     pub sessions_total: Family<SessionEndLabels, Counter>,
     /// Refused or failed handshakes by HTTP status.
@@ -217,6 +227,7 @@ impl Metrics {
             sessions_open: Family::default(),
             sessions_opened: Family::default(),
             sessions_limit: Gauge::default(),
+            deflate_sessions: Family::default(),
             sessions_total: Family::default(),
             handshake_failures: Family::default(),
             failovers: Family::default(),
@@ -253,6 +264,11 @@ impl Metrics {
             "wsrelay_sessions_opened",
             "WebSocket sessions opened",
             proxy.sessions_opened.clone(),
+        );
+        r.register(
+            "wsrelay_deflate_sessions",
+            "Sessions whose leg (client or service) agreed permessage-deflate",
+            proxy.deflate_sessions.clone(),
         );
         r.register(
             "wsrelay_sessions_limit",

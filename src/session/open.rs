@@ -256,6 +256,11 @@ async fn open(
         let metrics = &shared2.metrics.proxy;
         metrics.sessions_open.get_or_create(&service_label()).inc();
         metrics.sessions_opened.get_or_create(&service_label()).inc();
+        for (leg, agreed) in [("client", client_deflate.is_some()), ("service", service_deflate)] {
+            if agreed {
+                metrics.deflate_sessions.get_or_create(&crate::metrics::LegLabel { leg }).inc();
+            }
+        }
         {
             let up = s.upstream();
             span.in_scope(|| tracing::info!(

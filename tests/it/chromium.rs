@@ -16,15 +16,22 @@ use crate::support::{
 };
 
 /// The page: opens each WebSocket URL of the JSON array in its `#fragment` in turn, sends `hi`
-/// when open, closes with 1000 after the echo, and records what the browser reported.
+/// when open (for a URL with `big=1` in its query, `hi` and 10,000 bytes of JSON-like text),
+/// closes with 1000 after the echo, and records what the browser reported, including the
+/// extensions it agreed (`ws.extensions`).
 const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>wsrelay</title><script>
 window.results = [];
 function attempt(url) {
   return new Promise((done) => {
-    const r = { url, opened: false, echo: null, code: null, reason: null };
+    const r = { url, opened: false, echo: null, code: null, reason: null, extensions: null };
+    const big = url.includes('big=1');
+    const sent = big ? 'hi' + '{"status":"UP","instance":"dc-1"},'.repeat(10000 / 33) : 'hi';
     const ws = new WebSocket(url);
-    ws.onopen = () => { r.opened = true; ws.send('hi'); };
-    ws.onmessage = (e) => { r.echo = e.data; ws.close(1000); };
+    ws.onopen = () => { r.opened = true; r.extensions = ws.extensions; ws.send(sent); };
+    ws.onmessage = (e) => {
+      r.echo = big ? (e.data === sent ? 'same' : 'different') : e.data;
+      ws.close(1000);
+    };
     ws.onclose = (e) => { r.code = e.code; r.reason = e.reason; done(r); };
   });
 }
@@ -191,6 +198,56 @@ async fn a_browser_is_refused_by_origin_and_reads_close_codes_of_failed_handshak
     let (_, _, metrics) = status.get("/application/prometheus", "").await;
     assert!(
         metrics.contains("wsrelay_handshake_failures_total{status=\"403\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// permessage-deflate with a real browser (issue 17): Chromium offers it, the agent answers
+/// without context takeover, and a 10,000-byte message crosses both ways (Chromium compresses
+/// it, the agent inflates it for a service without the extension and compresses the echo).
+/// With `deflate.enabled = false` the browser agrees no extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_agrees_permessage_deflate_with_the_agent_and_messages_cross_compressed() {
+    let page = serve_page().await;
+    let own = format!("http://127.0.0.1:{page}");
+    let svc = TestService::start(ServiceOptions::default()).await;
+    let registry = registry_xml(&[Inst::new("DISCOVERABLECLIENT", "dc-1", svc.port())]);
+    let on = TestAgent::with_registry_file(&registry, "").await;
+    let off = TestAgent::with_registry_file(&registry, "[deflate]\nenabled = false\n").await;
+    let ws = |agent: &TestAgent, q: &str| {
+        format!(
+            "wss://127.0.0.1:{}/ws/v1/discoverableclient/x{q}",
+            agent.agent.local_addr.port()
+        )
+    };
+    let plan = vec![(
+        own,
+        vec![ws(&on, ""), ws(&on, "?big=1"), ws(&off, "?big=1")],
+    )];
+    let pages = tokio::task::spawn_blocking(move || browse(&plan))
+        .await
+        .unwrap();
+    let r = &pages[0];
+    assert_eq!(
+        r[0]["extensions"],
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "{pages:?}"
+    );
+    assert_eq!(
+        (r[0]["echo"].as_str(), r[0]["code"].as_u64()),
+        (Some("hi"), Some(1000))
+    );
+    assert_eq!(r[1]["extensions"], r[0]["extensions"]);
+    assert_eq!(
+        (r[1]["echo"].as_str(), r[1]["code"].as_u64()),
+        (Some("same"), Some(1000)),
+        "{pages:?}"
+    );
+    assert_eq!(r[2]["extensions"], "", "{pages:?}");
+    assert_eq!(r[2]["echo"], "same");
+    let (_, _, metrics) = on.get("/application/prometheus", "").await;
+    assert!(
+        metrics.contains("wsrelay_deflate_sessions_total{leg=\"client\"} 2"),
         "{metrics}"
     );
 }

@@ -429,7 +429,7 @@ proptest! {
             prop_assert_eq!(h.get("sec-websocket-version").unwrap(), "13");
             prop_assert!(u.protocols.iter().all(|p| !p.is_empty() && p.trim() == p));
             // The 101 answer for an accepted key is always well-formed.
-            let r: http::Response<()> = wsrelay::session::handshake::switching_protocols(&u.key, None);
+            let r: http::Response<()> = wsrelay::session::handshake::switching_protocols(&u.key, None, None);
             prop_assert_eq!(r.headers()["sec-websocket-accept"].len(), 28);
         }
     }

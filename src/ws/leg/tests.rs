@@ -279,3 +279,78 @@ fn masking_matches_the_bytewise_definition_at_every_length() {
         assert_eq!(fast, slow, "length {n}");
     }
 }
+
+/// permessage-deflate on a leg (RFC 7692): a compressed message, whole or in fragments, is
+/// inflated (the RFC's own "Hello"); one that inflates past the limit is a 1009 error before it
+/// is inflated further; what the leg sends is compressed with RSV1 on its first frame.
+#[tokio::test]
+async fn a_deflate_leg_inflates_checks_the_inflated_size_and_compresses_what_it_sends() {
+    use crate::ws::deflate::{Agreed, Codec};
+    let cfg = crate::config::DeflateConfig::default();
+    let agreed = Agreed {
+        send_bits: 15,
+        send_reset: true,
+        recv_reset: true,
+    };
+    let (leg, mut raw) = server_leg(64 << 10);
+    let mut leg = leg.with_deflate(Some(Codec::new(agreed, &cfg)));
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    raw.write_all(&frame(0xc1, &hello, KEY)).await.unwrap();
+    assert_eq!(leg.next().await.unwrap().unwrap(), Message::text("Hello"));
+    // In two fragments: RSV1 on the first only.
+    raw.write_all(&frame(0x41, &hello[..3], KEY)).await.unwrap();
+    raw.write_all(&frame(0x80, &hello[3..], KEY)).await.unwrap();
+    assert_eq!(leg.next().await.unwrap().unwrap(), Message::text("Hello"));
+    // What the leg sends: compressed, and it reads back.
+    let text = "{\"status\":\"UP\"},".repeat(100);
+    leg.send(Message::text(text.clone())).await.unwrap();
+    let head = read_exact(&mut raw, 2).await;
+    assert_eq!(head[0], 0xc1, "FIN, RSV1, text");
+    let len = usize::from(head[1] & 0x7f);
+    assert!(len < 126 && len < text.len() / 10, "{len} bytes");
+    let z = read_exact(&mut raw, len).await;
+    let mut reader = Codec::new(agreed, &cfg);
+    assert_eq!(reader.inflate(&z, 1 << 20).unwrap(), text.as_bytes());
+    // Below deflate.min_message_size: sent as is.
+    leg.send(Message::text("hi")).await.unwrap();
+    assert_eq!(read_exact(&mut raw, 4).await, [0x81, 2, b'h', b'i']);
+    // A few KiB that inflate to 4 MiB: 1009 at the limit (64 KiB), not after 4 MiB.
+    let bomb = Codec::new(agreed, &cfg)
+        .compress(&vec![0u8; 4 << 20], <[u8]>::to_vec)
+        .unwrap();
+    assert!(bomb.len() < 64 << 10);
+    raw.write_all(&frame(0xc2, &bomb, KEY)).await.unwrap();
+    match leg.next().await.unwrap() {
+        Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+            assert_eq!((size, max_size), ((64 << 10) + 1, 64 << 10));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Without deflate agreed, RSV1 is a protocol error; with it, bad compressed data is a 1007
+/// error naming permessage-deflate.
+#[tokio::test]
+async fn rsv1_without_deflate_and_bad_compressed_data_fail_the_leg() {
+    let (mut leg, mut raw) = server_leg(1 << 20);
+    raw.write_all(&frame(0xc1, b"x", KEY)).await.unwrap();
+    assert!(matches!(
+        leg.next().await.unwrap(),
+        Err(WsError::Protocol(ProtocolError::NonZeroReservedBits))
+    ));
+    let (leg, mut raw) = server_leg(1 << 20);
+    let cfg = crate::config::DeflateConfig::default();
+    let agreed = crate::ws::deflate::Agreed {
+        send_bits: 15,
+        send_reset: true,
+        recv_reset: true,
+    };
+    let mut leg = leg.with_deflate(Some(crate::ws::deflate::Codec::new(agreed, &cfg)));
+    raw.write_all(&frame(0xc2, &[0xff, 0xff, 0xff], KEY))
+        .await
+        .unwrap();
+    match leg.next().await.unwrap() {
+        Err(WsError::Utf8(cause)) => assert!(cause.starts_with(INVALID_DEFLATE), "{cause}"),
+        other => panic!("{other:?}"),
+    }
+}
