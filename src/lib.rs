@@ -309,6 +309,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> state::Setting
         failover: config.failover,
         handshake: config.handshake.clone(),
         deflate: config.deflate.clone(),
+        http2: config.tls.as_ref().and_then(|t| t.http2),
         routing: state::RoutingSettings {
             instance_id_header: config.routing.instance_id_header,
             sticky: config
@@ -357,8 +358,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 &tracker,
                 shutdown.clone(),
             );
-            let cfg = tls::server_config_with_client_auth(Arc::clone(&store), &files.client_auth)
-                .context("cannot build the TLS configuration (tls.client_ca)")?;
+            let mut cfg =
+                tls::server_config_with_client_auth(Arc::clone(&store), &files.client_auth)
+                    .context("cannot build the TLS configuration (tls.client_ca)")?;
+            cfg.alpn_protocols = tls::listener_alpn(files.http2.is_some());
             let current = Arc::new(ArcSwap::from_pointee(cfg));
             tls::spawn_client_ca_reloader(
                 files.client_auth.clone(),

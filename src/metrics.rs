@@ -13,6 +13,7 @@
 //! | `wsrelay_sessions_total` | counter | `service`, `close_code` (ended sessions) |
 //! | `wsrelay_sessions_opened_total` | counter | `service` |
 //! | `wsrelay_sessions_limit` | gauge | — (`limits.max_sessions`, 0 = unlimited) |
+//! | `wsrelay_http2_sessions_total` | counter | — (sessions opened as extended CONNECTs over HTTP/2, RFC 8441) |
 //! | `wsrelay_deflate_sessions_total` | counter | `leg` (`client`, `service`: sessions whose leg agreed permessage-deflate) |
 //! | `wsrelay_connections_open` | gauge | |
 //! | `wsrelay_connection_limit_reached_total` | counter | |
@@ -138,6 +139,8 @@ pub struct ProxyMetrics {
     pub sessions_limit: Gauge,
     /// Sessions whose leg (`client`, `service`) agreed permessage-deflate (RFC 7692).
     pub deflate_sessions: Family<LegLabel, Counter>,
+    /// Sessions opened over HTTP/2 (RFC 8441 extended CONNECT).
+    pub http2_sessions: Counter,
     /// Ended sessions by service and close code.
     pub sessions_total: Family<SessionEndLabels, Counter>,
     /// Refused or failed handshakes by HTTP status.
@@ -228,6 +231,7 @@ impl Metrics {
             sessions_opened: Family::default(),
             sessions_limit: Gauge::default(),
             deflate_sessions: Family::default(),
+            http2_sessions: Counter::default(),
             sessions_total: Family::default(),
             handshake_failures: Family::default(),
             failovers: Family::default(),
@@ -264,6 +268,11 @@ impl Metrics {
             "wsrelay_sessions_opened",
             "WebSocket sessions opened",
             proxy.sessions_opened.clone(),
+        );
+        r.register(
+            "wsrelay_http2_sessions",
+            "Sessions opened over HTTP/2 (RFC 8441 extended CONNECT)",
+            proxy.http2_sessions.clone(),
         );
         r.register(
             "wsrelay_deflate_sessions",

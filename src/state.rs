@@ -79,6 +79,8 @@ pub struct Settings {
     pub handshake: crate::config::HandshakeConfig,
     /// `[deflate]`: permessage-deflate on each leg.
     pub deflate: crate::config::DeflateConfig,
+    /// HTTP/2 connection limits (`tls.http2*`); `None` when HTTP/2 is off.
+    pub http2: Option<crate::config::Http2Limits>,
 }
 
 /// How a session's instance is chosen (`routing.instance_id_header`, `routing.sticky*`).

@@ -132,6 +132,17 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// The ALPN protocol ids the listener offers: `h2` first when `http2` (`tls.http2`, RFC 7301;
+/// RFC 8441 WebSockets ride it), then `http/1.1`.
+pub fn listener_alpn(http2: bool) -> Vec<Vec<u8>> {
+    let mut v = Vec::with_capacity(2);
+    if http2 {
+        v.push(b"h2".to_vec());
+    }
+    v.push(b"http/1.1".to_vec());
+    v
+}
+
 /// Builds the listener's rustls configuration: TLS 1.2 + 1.3, no client auth, ALPN
 /// `http/1.1`, certificate from `store`.
 ///
@@ -236,7 +247,9 @@ pub fn spawn_client_ca_reloader(
                 }
                 *l = fp;
                 match server_config_with_client_auth(store, &client_auth) {
-                    Ok(cfg) => {
+                    Ok(mut cfg) => {
+                        // The listener's ALPN list (`tls.http2`) stays as it was.
+                        cfg.alpn_protocols = current.load().alpn_protocols.clone();
                         current.store(Arc::new(cfg));
                         tracing::info!(client_ca = %ca.display(), "client CA bundle reloaded");
                     }

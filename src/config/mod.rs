@@ -404,6 +404,21 @@ pub struct TlsFiles {
     pub reload_interval: Duration,
     /// Client certificate verification.
     pub client_auth: ClientAuth,
+    /// HTTP/2 on the listener (ALPN `h2`, WebSockets over it by RFC 8441); `None` when
+    /// `tls.http2 = false`.
+    pub http2: Option<Http2Limits>,
+}
+
+/// Limits of an HTTP/2 client connection (`tls.http2_*`). The rest of h2's attack surface has
+/// fixed bounds: 16 KiB of request headers, 256 KiB stream and 1 MiB connection flow-control
+/// windows (the backpressure of a session), 64 KiB of queued output per stream, at most 20
+/// streams reset by the client before the server saw them (rapid reset) and 1,024 streams the
+/// server had to reset, per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// `tls.http2_max_streams` (default 100): concurrent streams (sessions and admin requests)
+    /// per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_streams: u32,
 }
 
 /// Whether the listener asks for client certificates (mutual TLS), verified against a CA

@@ -72,6 +72,8 @@ impl Config {
                         ("reload_interval", Some(duration(t.reload_interval))),
                         ("client_auth", Some(s(auth))),
                         ("client_ca", ca),
+                        ("http2", Some(Value::Boolean(t.http2.is_some()))),
+                        ("http2_max_streams", t.http2.map(|h| int(h.max_streams))),
                     ])
                 }
             },

@@ -174,6 +174,10 @@ pub struct RawTls {
     /// `tls.client_auth`: `none`, `optional` or `required` (default `required` with a
     /// `client_ca`, `none` without).
     pub client_auth: Option<String>,
+    /// `tls.http2`: offer HTTP/2 (ALPN h2), default true.
+    pub http2: Option<bool>,
+    /// `tls.http2_max_streams`: concurrent streams per HTTP/2 connection, default 100.
+    pub http2_max_streams: Option<u32>,
 }
 
 /// `[registry]` as written in the file.

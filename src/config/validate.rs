@@ -474,11 +474,23 @@ impl RawConfig {
                     ))
                 }
             };
+            let http2 =
+                match (self.tls.http2.unwrap_or(true), self.tls.http2_max_streams) {
+                    (false, _) => None,
+                    (true, Some(0)) => return Err(invalid(
+                        "tls.http2_max_streams",
+                        "0 would refuse every request: use tls.http2 = false to turn HTTP/2 off",
+                    )),
+                    (true, n) => Some(Http2Limits {
+                        max_streams: n.unwrap_or(100),
+                    }),
+                };
             Some(TlsFiles {
                 cert,
                 key,
                 reload_interval,
                 client_auth,
+                http2,
             })
         } else {
             None

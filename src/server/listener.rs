@@ -268,6 +268,7 @@ async fn connection(
                 Ok(Ok(stream)) => {
                     // The verified client certificate (mutual TLS), for Zowe's x509 scheme.
                     client.cert = stream.peer_leaf();
+                    client.http2 = stream.alpn_h2();
                     serve_http(stream, client, shared, slot).await
                 }
                 Ok(Err(e)) => {
@@ -310,15 +311,19 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = Arc::clone(&shared);
+    let svc_client = client.clone();
     let svc = service_fn(move |req| {
         handle_request(
             req,
             Arc::clone(&svc_shared),
-            client.clone(),
+            svc_client.clone(),
             Arc::clone(&slot),
         )
     });
     let settings = shared.settings.load_full();
+    if client.http2 {
+        return serve_http2(io, svc, &shared, &settings).await;
+    }
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -338,3 +343,55 @@ where
         }
     }
 }
+
+/// Serves an HTTP/2 connection (ALPN `h2`): admin requests and WebSockets as extended
+/// CONNECTs (RFC 8441, `SETTINGS_ENABLE_CONNECT_PROTOCOL`), each stream its own task and
+/// session. Flow control is a session's backpressure: a stream's window (256 KiB) bounds what
+/// is buffered for a session that is not read. The limits are in [`crate::config::Http2Limits`].
+async fn serve_http2<I, S>(
+    io: I,
+    svc: S,
+    shared: &Shared,
+    settings: &crate::state::Settings,
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<
+            hyper::body::Incoming,
+            ResBody = http_body_util::Full<bytes::Bytes>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max_streams = settings.http2.map_or(100, |h| h.max_streams);
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(max_streams)
+        .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = shared.closed.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(settings.relay.close_timeout, conn).await;
+            Ok(())
+        }
+    }
+}
+
+/// HTTP/2 flow-control window of a stream (bytes).
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// HTTP/2 flow-control window of a connection (bytes).
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Output queued per HTTP/2 stream before its writer waits (bytes).
+const H2_SEND_BUFFER: usize = 64 * 1024;

@@ -25,6 +25,17 @@ pub async fn handle_request(
     }
     let gateway_path = path.to_owned();
     let mut req = req;
+    // HTTP/2 has `:authority` instead of Host; the service leg is HTTP/1.1, which needs Host
+    // (RFC 9113 §8.3.1), and Host is what the handshake checks and forwards.
+    if req.version() == http::Version::HTTP_2 && !req.headers().contains_key(http::header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+    }
     match crate::session::open::open_session(&mut req, &shared, &client, Arc::clone(&slot)).await {
         Ok(resp) => Ok(resp),
         Err(crate::session::open::Refusal { error: e, answer }) => {
@@ -70,5 +81,6 @@ pub fn client_side(peer: SocketAddr, tls: bool, local_port: u16) -> ClientSide {
         tls,
         local_port,
         cert: None,
+        http2: false,
     }
 }

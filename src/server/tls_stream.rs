@@ -131,6 +131,11 @@ impl<IO> ServerTls<IO> {
             .map(|leaf| Arc::from(leaf.as_ref()))
     }
 
+    /// Whether the client chose HTTP/2 (ALPN `h2`, RFC 7301) in the handshake.
+    pub fn alpn_h2(&self) -> bool {
+        self.conn.alpn_protocol() == Some(b"h2".as_slice())
+    }
+
     /// Runs rustls' state machine until it needs the network or has nothing more to do.
     /// Decrypted data goes to `read` while it has room, then to `self.plain`; `app` is
     /// encrypted (whole) once application data may be sent, and `close` queues

@@ -28,8 +28,9 @@ pub type Ws = crate::ws::leg::Leg<TokioIo<Upgraded>>;
 /// What was checked and extracted from a valid client upgrade request.
 #[derive(Debug)]
 pub struct ClientUpgrade {
-    /// The client's `Sec-WebSocket-Key` (echoed through `Sec-WebSocket-Accept`).
-    pub key: HeaderValue,
+    /// The client's `Sec-WebSocket-Key` (echoed through `Sec-WebSocket-Accept`); `None` for an
+    /// extended CONNECT over HTTP/2 (RFC 8441 §5, which has no key).
+    pub key: Option<HeaderValue>,
     /// Subprotocols the client offered, in order (from all `Sec-WebSocket-Protocol` headers).
     pub protocols: Vec<String>,
 }
@@ -50,8 +51,35 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 /// version is not 13; [`HandshakeError::BadRequest`] (400) for a wrong method or HTTP version,
 /// a missing `Connection: upgrade`, a bad `Sec-WebSocket-Key`, no or two `Host` headers, or a
 /// request body (`Content-Length` other than 0, or `Transfer-Encoding`).
+///
+/// Over HTTP/2 the upgrade is an extended CONNECT (RFC 8441 §4, §5): method `CONNECT`,
+/// `:protocol` `websocket`, `Sec-WebSocket-Version: 13`, no key; anything else there is a 400
+/// (426 and its `Upgrade` header do not exist in HTTP/2).
 pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeError> {
     let h = req.headers();
+    if req.version() == Version::HTTP_2 {
+        let websocket = req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if req.method() != Method::CONNECT || !websocket {
+            return Err(HandshakeError::BadRequest(
+                "this path is a WebSocket route: over HTTP/2 send an extended CONNECT with :protocol websocket (RFC 8441)".into(),
+            ));
+        }
+        if h.get(header::SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes)
+            != Some(b"13")
+        {
+            return Err(HandshakeError::BadRequest(
+                "unsupported or missing Sec-WebSocket-Version (13 is supported)".into(),
+            ));
+        }
+        return Ok(ClientUpgrade {
+            key: None,
+            protocols: offered_protocols(h),
+        });
+    }
     if !has_token(h, header::UPGRADE, "websocket") {
         return Err(HandshakeError::UpgradeRequired(
             "this path is a WebSocket route: send an upgrade request (Upgrade: websocket)".into(),
@@ -115,16 +143,22 @@ pub fn validate_upgrade<B>(req: &Request<B>) -> Result<ClientUpgrade, HandshakeE
             ))
         }
     };
-    let protocols = h
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+    Ok(ClientUpgrade {
+        key: Some(key),
+        protocols: offered_protocols(h),
+    })
+}
+
+/// The subprotocols offered, in order (from all `Sec-WebSocket-Protocol` headers).
+fn offered_protocols(h: &HeaderMap) -> Vec<String> {
+    h.get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(str::to_owned)
-        .collect();
-    Ok(ClientUpgrade { key, protocols })
+        .collect()
 }
 
 /// A `Sec-WebSocket-Key` is base64 of 16 bytes: 22 base64 characters and `==`.
@@ -137,21 +171,29 @@ fn is_valid_key(k: &[u8]) -> bool {
         })
 }
 
-/// The 101 answer to the client: `Sec-WebSocket-Accept` for its key, the subprotocol the
-/// service chose (if any) and the client leg's `Sec-WebSocket-Extensions` answer (if any).
+/// The answer that opens the client's WebSocket: 101 with `Sec-WebSocket-Accept` for its key
+/// (HTTP/1.1), or 200 to an extended CONNECT (`key` `None`, HTTP/2, RFC 8441 §5); with the
+/// subprotocol the service chose (if any) and the client leg's `Sec-WebSocket-Extensions`
+/// answer (if any).
 pub fn switching_protocols<B: Default>(
-    key: &HeaderValue,
+    key: Option<&HeaderValue>,
     protocol: Option<&HeaderValue>,
     extensions: Option<&HeaderValue>,
 ) -> Response<B> {
     let mut resp = Response::new(B::default());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    if let Some(key) = key {
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
     }
+    *resp.status_mut() = match key {
+        Some(_) => StatusCode::SWITCHING_PROTOCOLS,
+        None => StatusCode::OK,
+    };
+    let h = resp.headers_mut();
     if let Some(p) = protocol {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
     }
@@ -211,6 +253,8 @@ pub struct ClientSide {
     pub local_port: u16,
     /// The DER of the client certificate the listener verified (mutual TLS), if one was sent.
     pub cert: Option<std::sync::Arc<[u8]>>,
+    /// The connection speaks HTTP/2 (ALPN `h2`): upgrades are extended CONNECTs (RFC 8441).
+    pub http2: bool,
 }
 
 /// What a service is told about the client's certificate (Zowe's `x509` scheme, see
@@ -696,7 +740,7 @@ mod tests {
         h.push(("sec-websocket-protocol", "c"));
         let u = validate_upgrade(&req(&h)).unwrap();
         assert_eq!(u.protocols, vec!["a", "b", "c"]);
-        let r: Response<()> = switching_protocols(&u.key, None, None);
+        let r: Response<()> = switching_protocols(u.key.as_ref(), None, None);
         assert_eq!(
             r.headers()["sec-websocket-accept"],
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -798,6 +842,7 @@ mod tests {
             tls: true,
             local_port: 10010,
             cert: None,
+            http2: false,
         };
         let fwd = Forward {
             path: "/p?q=1",

@@ -159,11 +159,12 @@ async fn open(
     }
     let (client_deflate, deflate_answer) = client_deflate.unzip();
     let resp = handshake::switching_protocols(
-        &upgrade.key,
+        upgrade.key.as_ref(),
         conn.protocol.as_ref(),
         deflate_answer.as_ref(),
     );
     let service_deflate = conn.ws.deflate().is_some();
+    let http = if client.http2 { "2" } else { "1.1" };
     let (key, id) = shared.sessions.next_id();
     // One span per session: every line it logs carries its id, client, service and instance
     // (the instance is recorded again when the session fails over). Entered for its log lines
@@ -256,6 +257,9 @@ async fn open(
         let metrics = &shared2.metrics.proxy;
         metrics.sessions_open.get_or_create(&service_label()).inc();
         metrics.sessions_opened.get_or_create(&service_label()).inc();
+        if http == "2" {
+            metrics.http2_sessions.inc();
+        }
         for (leg, agreed) in [("client", client_deflate.is_some()), ("service", service_deflate)] {
             if agreed {
                 metrics.deflate_sessions.get_or_create(&crate::metrics::LegLabel { leg }).inc();
@@ -265,7 +269,7 @@ async fn open(
             let up = s.upstream();
             span.in_scope(|| tracing::info!(
                 upstream = %up.service_url, subprotocol = s.subprotocol.as_deref().unwrap_or(""), connect_ms,
-                deflate = deflate_legs(client_deflate.is_some(), service_deflate),
+                deflate = deflate_legs(client_deflate.is_some(), service_deflate), http,
                 "session opened"
             ));
         }

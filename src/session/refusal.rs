@@ -48,7 +48,7 @@ pub fn answer_with_close(
         return None;
     }
     let upgrade = handshake::validate_upgrade(req).ok()?;
-    let resp = handshake::switching_protocols(&upgrade.key, None, None);
+    let resp = handshake::switching_protocols(upgrade.key.as_ref(), None, None);
     let on_upgrade = hyper::upgrade::on(req);
     let frame = crate::close::close_frame(close_code(e), &e.to_string());
     let settings = shared.settings.load_full();

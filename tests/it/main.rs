@@ -31,6 +31,7 @@ mod hostile_registry;
 mod hostile_secrets;
 mod hostile_services;
 mod hostile_tls;
+mod http2;
 mod limits;
 mod operations;
 mod prometheus;
