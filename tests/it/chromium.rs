@@ -251,3 +251,63 @@ async fn a_browser_agrees_permessage_deflate_with_the_agent_and_messages_cross_c
         "{metrics}"
     );
 }
+
+/// WebSockets over HTTP/2 from a real browser (issue 17 part 2): Chromium loads a page from
+/// the agent's own origin over h2 (`/application/info`), then opens two WebSockets from it;
+/// they ride that h2 connection as extended CONNECTs (RFC 8441), which the agent counts in
+/// `wsrelay_http2_sessions_total`, and agree permessage-deflate as over HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_opens_websockets_over_the_http2_connection_of_the_page() {
+    let (_svc, agent) = TestAgent::with_echo_service("").await;
+    let port = agent.agent.local_addr.port();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let modules = root.join("target/interop-js/node_modules");
+    assert!(
+        modules.join("playwright-core/package.json").is_file(),
+        "headless Chromium is missing: run `bash scripts/test.sh`"
+    );
+    let ws = format!("wss://127.0.0.1:{port}/ws/v1/discoverableclient/h2");
+    let args = vec![
+        format!("https://127.0.0.1:{port}/application/info"),
+        ws.clone(),
+        ws,
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(root.join("tests/browser/h2.cjs"))
+            .args(&args)
+            .env("NODE_PATH", &modules)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "h2.cjs failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pageStatus"], 200, "{v}");
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(
+            (
+                r["opened"].as_bool(),
+                r["echo"].as_str(),
+                r["code"].as_u64()
+            ),
+            (Some(true), Some("same"), Some(1000)),
+            "{v}"
+        );
+        assert_eq!(
+            r["extensions"],
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+    }
+    let (_, _, metrics) = agent.get("/application/prometheus", "").await;
+    assert!(
+        metrics.contains("wsrelay_http2_sessions_total 2"),
+        "the browser's WebSockets did not arrive over HTTP/2:\n{metrics}"
+    );
+}
