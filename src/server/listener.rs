@@ -376,7 +376,11 @@ where
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_send_buf_size(H2_SEND_BUFFER)
         .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024);
+        .max_local_error_reset_streams(1024)
+        // Dead peers (no TCP reset seen) are found by PING, as HTTP/1.1 finds them by the
+        // socket; a live idle connection stays, as over HTTP/1.1 keep-alive.
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
