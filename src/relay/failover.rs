@@ -27,6 +27,12 @@ pub(super) fn held(m: Message) -> Message {
     match m {
         Message::Text(t) => Message::Text(t.as_str().to_owned().into()),
         Message::Binary(b) => Message::Binary(bytes::Bytes::copy_from_slice(&b)),
+        Message::Frame(f) => Message::Frame(
+            tokio_tungstenite::tungstenite::protocol::frame::Frame::from_payload(
+                f.header().clone(),
+                bytes::Bytes::copy_from_slice(f.payload()),
+            ),
+        ),
         other => other,
     }
 }
@@ -200,7 +206,7 @@ where
                 )).into())),
                 () = shutdown.cancelled() => break Err(Stop::Refused(Ending::Shutdown.into())),
                 m = c_rx.next() => match m {
-                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_) | Message::Frame(_)))) => {
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
                         counters.bytes_in.fetch_add(m.len() as u64, Ordering::Relaxed);
                         buffered += m.len();
@@ -214,7 +220,7 @@ where
                         buffer.push_back(held(m));
                     }
                     // Pings are answered by the leg; pongs are hop-by-hop.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         // The client leaves while we reconnect: answer it, end the session.
                         send_close_answer(c_tx, limit).await;

@@ -104,7 +104,10 @@ where
             };
             let rest = async move {
                 let _ = tokio::time::timeout(limit, async {
-                    if let Step::Write(m @ (Message::Text(_) | Message::Binary(_))) = held {
+                    if let Step::Write(
+                        m @ (Message::Text(_) | Message::Binary(_) | Message::Frame(_)),
+                    ) = held
+                    {
                         if !deliver_counted(&mut src_tx, m, messages, bytes).await {
                             return;
                         }
@@ -115,7 +118,7 @@ where
                         if m.is_close() {
                             return;
                         }
-                        if (m.is_text() || m.is_binary())
+                        if (m.is_text() || m.is_binary() || matches!(m, Message::Frame(_)))
                             && !deliver_counted(&mut src_tx, m, messages, bytes).await
                         {
                             return;

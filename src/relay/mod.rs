@@ -244,7 +244,9 @@ where
                     let answer_old = matches!(end, End::Close(_));
                     // A client message read for the old instance goes first to the new one.
                     let first_held = match std::mem::replace(&mut c_step, Step::Read) {
-                        Step::Write(m @ (Message::Text(_) | Message::Binary(_))) => Some(m),
+                        Step::Write(
+                            m @ (Message::Text(_) | Message::Binary(_) | Message::Frame(_)),
+                        ) => Some(m),
                         _ => None,
                     };
                     // Boxed, as the other rare phases below: a future is as large as its largest

@@ -175,7 +175,12 @@ where
                         // Counted once handed to the destination leg, not when read: a message
                         // a pump still held when the session ended was not relayed (issue 14
                         // item 5). What a leg has queued is flushed before its close frame.
-                        let data = matches!(msg, Message::Text(_) | Message::Binary(_));
+                        // A `Frame` is a compressed data message handed on as it is
+                        // (permessage-deflate on both legs).
+                        let data = matches!(
+                            msg,
+                            Message::Text(_) | Message::Binary(_) | Message::Frame(_)
+                        );
                         let len = msg.len() as u64;
                         if let Err(e) = std::pin::Pin::new(&mut *this.tx).start_send(msg) {
                             return Poll::Ready(End::DestGone(e.to_string()));
@@ -225,12 +230,12 @@ where
                         Some(Ok(m)) => m,
                     };
                     match msg {
-                        Message::Text(_) | Message::Binary(_) => {
+                        Message::Text(_) | Message::Binary(_) | Message::Frame(_) => {
                             this.activity.touch();
                             *this.step = Step::Write(msg);
                         }
                         Message::Ping(_) => *this.step = Step::Write(msg),
-                        Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Pong(_) => {}
                         Message::Close(frame) => *this.step = Step::Close(frame),
                     }
                 }

@@ -52,6 +52,9 @@ pub struct SessionFailover {
     /// The client leg agreed to permessage-deflate (the next instance is offered it as the
     /// first was, by `deflate.service`).
     client_deflate: bool,
+    /// The client leg can send compressed messages as they are, so the next service leg
+    /// hands its compressed messages on without inflating them.
+    client_takes_compressed: bool,
 }
 
 impl SessionFailover {
@@ -86,12 +89,15 @@ impl SessionFailover {
             next: None,
             sticky: None,
             client_deflate: false,
+            client_takes_compressed: false,
         }
     }
 
-    /// Records whether the client leg agreed to permessage-deflate (see the field).
-    pub fn with_deflate(mut self, client_deflate: bool) -> SessionFailover {
-        self.client_deflate = client_deflate;
+    /// Records the client leg's permessage-deflate (see the fields).
+    pub fn with_deflate(mut self, client: Option<&crate::ws::deflate::Codec>) -> SessionFailover {
+        self.client_deflate = client.is_some();
+        self.client_takes_compressed =
+            client.is_some_and(crate::ws::deflate::Codec::can_send_compressed);
         self
     }
 
@@ -182,7 +188,9 @@ impl Reconnect<Ws> for SessionFailover {
                         service_url: handshake::upstream_url(&ep, &resolved.upstream_path),
                         local_addr: c.local_addr,
                     });
-                    return Ok(c.ws);
+                    let mut ws = c.ws;
+                    ws.forward_compressed(self.client_takes_compressed);
+                    return Ok(ws);
                 }
                 Ok(_) => "it did not accept the session's subprotocol".to_owned(),
                 Err(e) => e.to_string(),

@@ -247,8 +247,13 @@ async fn open(
                 return;
             }
         };
-        let client_ws = leg::Leg::new(TokioIo::new(upgraded), Role::Server, settings.client_limits)
+        let mut client_ws = leg::Leg::new(TokioIo::new(upgraded), Role::Server, settings.client_limits)
             .with_deflate(client_deflate.map(|a| crate::ws::deflate::Codec::new(a, &settings.deflate)));
+        // Compressed on both legs with parameters that allow it: compressed messages cross
+        // as they are, without being inflated and compressed again.
+        let mut service_leg = service_leg;
+        client_ws.forward_compressed_to(service_leg.deflate());
+        service_leg.forward_compressed_to(client_ws.deflate());
         let s = guard.info();
         // Made again after the relay rather than kept across it (per-session memory).
         let service_label = || crate::metrics::ServiceLabel {
@@ -291,7 +296,7 @@ async fn open(
                     span.clone(),
                 )
                 .with_sticky(sticky)
-                .with_deflate(client_deflate.is_some());
+                .with_deflate(client_ws.deflate());
                 // Boxed: the failover machinery (a whole upstream handshake) must not grow
                 // the task of every session that does not use it.
                 Box::pin(relay::relay_with_failover(client_ws, *service_leg, &s.counters, &settings.relay, &shared2.shutdown, f)).await

@@ -249,6 +249,9 @@ pub struct Codec {
     compress: Option<Box<Compress>>,
     /// The leg's own inflater, only when the peer takes its context over.
     inflate: Option<Box<Decompress>>,
+    /// Received compressed messages are handed on still compressed (see
+    /// [`Codec::set_forward_compressed`]).
+    forward_compressed: bool,
 }
 
 impl std::fmt::Debug for Codec {
@@ -298,7 +301,28 @@ impl Codec {
             min_size: cfg.min_message_size,
             compress: None,
             inflate: None,
+            forward_compressed: false,
         }
+    }
+
+    /// Hands received compressed messages on still compressed (checked by inflating, then
+    /// the inflated copy dropped), as `Message::Frame` with RSV1, for a destination leg that
+    /// can send them as they are ([`Codec::can_send_compressed`]). Only when the peer compresses
+    /// each message on its own (no context takeover), so a message stands alone.
+    pub fn set_forward_compressed(&mut self, on: bool) {
+        self.forward_compressed = on && self.agreed.recv_reset;
+    }
+
+    /// Whether received compressed messages are handed on still compressed.
+    pub fn forwards_compressed(&self) -> bool {
+        self.forward_compressed
+    }
+
+    /// Whether a message compressed by another peer on its own (any window up to 15 bits) can
+    /// be sent on this leg as it is: the peer reads a 15-bit window and wsrelay's own compressor
+    /// here keeps no context that the message would have to join.
+    pub fn can_send_compressed(&self) -> bool {
+        self.agreed.send_bits == 15 && self.agreed.send_reset
     }
 
     /// What this leg agreed.
@@ -395,6 +419,21 @@ impl Codec {
             r
         }
     }
+}
+
+/// Inflates a message that was compressed on its own (no context), with a per-thread inflater
+/// and no size limit beyond what its sender's leg already checked.
+///
+/// # Errors
+/// [`InflateError::Corrupt`] (not expected: the message was inflated once already).
+pub fn inflate_alone(data: &[u8]) -> Result<Vec<u8>, InflateError> {
+    POOL.with(|pool| {
+        let mut d = pool.borrow_mut().inflate.take().unwrap_or_else(new_inflate);
+        let r = inflate_into(&mut d, data, usize::MAX - 1);
+        d.reset(false);
+        pool.borrow_mut().inflate = Some(d);
+        r
+    })
 }
 
 /// Deflates `data` with a sync flush into `out` and removes the flush's tail.

@@ -46,7 +46,8 @@ use bytes::{Buf, BytesMut};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -147,6 +148,20 @@ impl<I> Leg<I> {
         self.deflate.as_deref()
     }
 
+    /// Hands received compressed messages on still compressed, when `dest` (the other leg's
+    /// codec) can send them as they are (see [`Codec::set_forward_compressed`]); a compressed
+    /// message that reaches a leg that cannot is inflated there.
+    pub fn forward_compressed_to(&mut self, dest: Option<&Codec>) {
+        self.forward_compressed(dest.is_some_and(Codec::can_send_compressed));
+    }
+
+    /// As [`Leg::forward_compressed_to`], with the destination's answer given.
+    pub fn forward_compressed(&mut self, dest_can_send: bool) {
+        if let Some(c) = self.deflate.as_mut() {
+            c.set_forward_compressed(dest_can_send);
+        }
+    }
+
     /// Heap bytes held by this leg's buffers (read buffer, partial message, unwritten
     /// output); 0 for an idle leg.
     pub fn buffered_capacity(&self) -> usize {
@@ -217,6 +232,9 @@ impl<I> Leg<I> {
             }
             match head.opcode {
                 OP_TEXT | OP_BINARY if head.fin => {
+                    if head.rsv1 && self.forwards_compressed() {
+                        return self.compressed_message(head.opcode, payload).map(Some);
+                    }
                     let payload = self.inflated(payload, head.rsv1)?;
                     return data_message(head.opcode == OP_TEXT, payload).map(Some);
                 }
@@ -238,6 +256,10 @@ impl<I> Leg<I> {
                     check_utf8_prefix(f)?;
                     if head.fin {
                         if let Some(f) = self.frag.take() {
+                            if f.compressed && self.forwards_compressed() {
+                                let op = if f.text { OP_TEXT } else { OP_BINARY };
+                                return self.compressed_message(op, f.data).map(Some);
+                            }
                             let data = self.inflated(f.data, f.compressed)?;
                             return data_message(f.text, data).map(Some);
                         }
@@ -286,6 +308,56 @@ impl<I> Leg<I> {
                 Err(WsError::Utf8(format!("{INVALID_DEFLATE}: {cause}")))
             }
         }
+    }
+
+    fn forwards_compressed(&self) -> bool {
+        self.deflate
+            .as_ref()
+            .is_some_and(|c| c.forwards_compressed())
+    }
+
+    /// A compressed message handed on as it is (`Message::Frame`, RSV1 set, whole): checked
+    /// first by inflating it (size limit, UTF-8 for text), as any message is.
+    fn compressed_message(&mut self, opcode: u8, payload: BytesMut) -> Result<Message, WsError> {
+        let payload = payload.freeze();
+        let inflated = self.inflated(BytesMut::from(&payload[..]), true)?;
+        if opcode == OP_TEXT {
+            std::str::from_utf8(&inflated).map_err(|e| WsError::Utf8(e.to_string()))?;
+        }
+        drop(inflated);
+        let op = if opcode == OP_TEXT {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Binary)
+        };
+        let mut frame = Frame::message(payload, op, true);
+        frame.header_mut().rsv1 = true;
+        Ok(Message::Frame(frame))
+    }
+
+    /// Sends a message another leg received compressed (`Message::Frame` with RSV1): as it is
+    /// when this leg can ([`Codec::can_send_compressed`]), else inflated (it stands alone) and
+    /// sent as any message.
+    fn send_compressed(&mut self, frame: Frame) -> Result<(), WsError> {
+        let opcode = match frame.header().opcode {
+            OpCode::Data(Data::Text) => OP_TEXT,
+            OpCode::Data(Data::Binary) => OP_BINARY,
+            other => return Err(ProtocolError::InvalidOpcode(u8::from(other)).into()),
+        };
+        if !frame.header().rsv1 {
+            return self.encode_data(opcode, frame.payload());
+        }
+        if self
+            .deflate
+            .as_ref()
+            .is_some_and(|c| c.can_send_compressed())
+        {
+            self.encode(opcode | RSV1, frame.payload(), &[]);
+            return Ok(());
+        }
+        let plain = crate::ws::deflate::inflate_alone(frame.payload())
+            .map_err(|e| WsError::Io(io::Error::other(format!("{e:?}"))))?;
+        self.encode_data(opcode, &plain)
     }
 
     /// Appends a data message, compressed when deflate was agreed and it is large enough.
@@ -454,7 +526,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Leg<I> {
             Message::Ping(p) => this.encode(OP_PING, &p, &[]),
             Message::Pong(p) => this.encode(OP_PONG, &p, &[]),
             Message::Close(f) => this.encode_close(f.as_ref()),
-            Message::Frame(_) => return Err(ProtocolError::InvalidOpcode(0).into()),
+            Message::Frame(f) => this.send_compressed(f)?,
         }
         Ok(())
     }

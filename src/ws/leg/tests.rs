@@ -354,3 +354,56 @@ async fn rsv1_without_deflate_and_bad_compressed_data_fail_the_leg() {
         other => panic!("{other:?}"),
     }
 }
+
+/// With permessage-deflate on both legs, a compressed message crosses as it is: the source leg
+/// checks it (by inflating) and hands on the compressed payload, and a destination that can
+/// send it sends the same bytes with RSV1; a destination without deflate gets it inflated.
+/// Invalid UTF-8 inside a compressed text message is still caught (1007).
+#[tokio::test]
+async fn a_compressed_message_crosses_as_it_is_between_deflate_legs() {
+    use crate::ws::deflate::{Agreed, Codec};
+    let cfg = crate::config::DeflateConfig::default();
+    let agreed = Agreed {
+        send_bits: 15,
+        send_reset: true,
+        recv_reset: true,
+    };
+    let (leg, mut raw) = server_leg(1 << 20);
+    let mut src = leg.with_deflate(Some(Codec::new(agreed, &cfg)));
+    let dest_codec = Codec::new(agreed, &cfg);
+    src.forward_compressed_to(Some(&dest_codec));
+    let text = "{\"status\":\"UP\"},".repeat(200);
+    let z = Codec::new(agreed, &cfg)
+        .compress(text.as_bytes(), <[u8]>::to_vec)
+        .unwrap();
+    raw.write_all(&frame(0xc1, &z, KEY)).await.unwrap();
+    let m = src.next().await.unwrap().unwrap();
+    let Message::Frame(f) = &m else {
+        panic!("{m:?}")
+    };
+    assert!(f.header().rsv1);
+    assert_eq!(&f.payload()[..], &z[..], "the compressed bytes, untouched");
+
+    // A destination with deflate sends the same payload with RSV1 (server role: unmasked).
+    let (dest, mut dest_raw) = server_leg(1 << 20);
+    let mut dest = dest.with_deflate(Some(dest_codec));
+    dest.send(m.clone()).await.unwrap();
+    assert!(z.len() < 126);
+    let head = read_exact(&mut dest_raw, 2).await;
+    assert_eq!((head[0], usize::from(head[1])), (0xc1, z.len()));
+    assert_eq!(read_exact(&mut dest_raw, z.len()).await, z);
+    // A destination without deflate gets the text.
+    let (mut plain, mut plain_raw) = server_leg(1 << 20);
+    plain.send(m).await.unwrap();
+    let head = read_exact(&mut plain_raw, 4).await;
+    assert_eq!(head[0], 0x81);
+    let n = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    assert_eq!(read_exact(&mut plain_raw, n).await, text.as_bytes());
+
+    // Not UTF-8 inside: refused as any text message.
+    let bad = Codec::new(agreed, &cfg)
+        .compress(&[0xff; 100], <[u8]>::to_vec)
+        .unwrap();
+    raw.write_all(&frame(0xc1, &bad, KEY)).await.unwrap();
+    assert!(matches!(src.next().await.unwrap(), Err(WsError::Utf8(_))));
+}
