@@ -382,7 +382,7 @@ async fn a_compressed_message_crosses_as_it_is_between_deflate_legs() {
         panic!("{m:?}")
     };
     assert!(f.header().rsv1);
-    assert_eq!(&f.payload()[..], &z[..], "the compressed bytes, untouched");
+    assert_eq!(f.payload(), &z[..], "the compressed bytes, untouched");
 
     // A destination with deflate sends the same payload with RSV1 (server role: unmasked).
     let (dest, mut dest_raw) = server_leg(1 << 20);
