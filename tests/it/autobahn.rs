@@ -315,8 +315,10 @@ async fn start_relay(registry: &str, tls: Option<&TestCert>, upstream_ca: Option
     let ca = upstream_ca.map_or(String::new(), |p| {
         format!("ca_file = {:?}\n", p.display().to_string())
     });
+    // A fuzzing server answers `updateReports` only once its reports are written, which can take
+    // many seconds on a loaded machine: hence the long upstream handshake timeout.
     let toml = format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\n{tls_section}[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n[upstream]\nconnect_timeout = \"5s\"\nhandshake_timeout = \"5s\"\n{ca}[limits]\nclose_timeout = \"3s\"\n[log]\nlevel = \"warn\"\n",
+        "[listen]\naddress = \"127.0.0.1:0\"\n{tls_section}[registry]\nfile = {:?}\nrefresh_interval = \"1h\"\n[upstream]\nconnect_timeout = \"5s\"\nhandshake_timeout = \"60s\"\n{ca}[limits]\nclose_timeout = \"3s\"\n[log]\nlevel = \"warn\"\n",
         reg.display().to_string()
     );
     let config = wsrelay::config::Config::from_toml(&toml, None).unwrap();
