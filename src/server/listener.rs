@@ -333,12 +333,29 @@ where
     let conn = builder
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
+    until_closed(conn, &shared, settings.relay.close_timeout, |c| {
+        c.graceful_shutdown()
+    })
+    .await
+}
+
+/// Drives `conn` until it ends or the agent closes its listener; then asks it to finish
+/// (`graceful`: no new requests or streams) and gives it `close_timeout`.
+async fn until_closed<C>(
+    conn: C,
+    shared: &Shared,
+    close_timeout: Duration,
+    graceful: fn(std::pin::Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => r,
         () = shared.closed.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(settings.relay.close_timeout, conn).await;
+            graceful(conn.as_mut());
+            let _ = tokio::time::timeout(close_timeout, conn).await;
             Ok(())
         }
     }
@@ -382,15 +399,10 @@ where
         .keep_alive_interval(Some(Duration::from_secs(60)))
         .keep_alive_timeout(Duration::from_secs(20));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => r,
-        () = shared.closed.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(settings.relay.close_timeout, conn).await;
-            Ok(())
-        }
-    }
+    until_closed(conn, shared, settings.relay.close_timeout, |c| {
+        c.graceful_shutdown()
+    })
+    .await
 }
 
 /// HTTP/2 flow-control window of a stream (bytes).

@@ -5,22 +5,10 @@
 // Used by tests/it/chromium.rs; same browser flags as page.cjs.
 //
 //   NODE_PATH=target/interop-js/node_modules node tests/browser/h2.cjs PAGE_URL WS_URL...
-const { chromium } = require('playwright-core');
+const { launch } = require('./launch.cjs');
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--ignore-certificate-errors',
-    ],
-  });
+  const browser = await launch();
   try {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();

@@ -7,24 +7,10 @@
 // Every URL is loaded in turn in the same browser (one page each); the output is a JSON array
 // with one entry per URL. Certificate errors are ignored: the agent under test serves a
 // certificate made for the test run.
-const { chromium } = require('playwright-core');
+const { launch } = require('./launch.cjs');
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    // The flags this machine needs (see .library/env): no sandbox as root, and no background
-    // connections to Google's hosts, which a closed network refuses.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--ignore-certificate-errors',
-    ],
-  });
+  const browser = await launch();
   const out = [];
   try {
     for (const url of process.argv.slice(2)) {

@@ -18,20 +18,28 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::support::TestAgent;
 
-/// An HTTP/2 connection to `agent` (ALPN `h2` only), driven in a task.
-async fn h2_connect(agent: &TestAgent) -> SendRequest<Empty<Bytes>> {
+/// A TLS connection to `agent` offering the ALPN ids `alpn`.
+async fn tls_with_alpn(
+    agent: &TestAgent,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut cfg = (*agent.cert.client_config()).clone();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(agent.agent.local_addr)
         .await
         .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(
             rustls_pki_types::ServerName::try_from("localhost").unwrap(),
             tcp,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// An HTTP/2 connection to `agent` (ALPN `h2` only), driven in a task.
+async fn h2_connect(agent: &TestAgent) -> SendRequest<Empty<Bytes>> {
+    let tls = tls_with_alpn(agent, &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(tls))
@@ -235,18 +243,7 @@ async fn http2_can_be_turned_off() {
         dir,
     )
     .await;
-    let mut cfg = (*agent.cert.client_config()).clone();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(agent.agent.local_addr)
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = tls_with_alpn(&agent, &[b"h2", b"http/1.1"]).await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(b"http/1.1".as_slice())
