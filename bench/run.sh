@@ -14,6 +14,12 @@
 #   TARGETS ["direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss"]
 #                              also: scg-ws scg-wss (Spring Cloud Gateway on the JVM; not in the
 #                              default list: add them, e.g. TARGETS="direct ... scg-ws scg-wss")
+#                              and wsrelay-h2: the wsrelay-wss agent and port, its sessions
+#                              WebSockets over HTTP/2 (RFC 8441, extended CONNECT streams, H2_STREAMS
+#                              per TCP + TLS connection); not in the default list, e.g.
+#                              TARGETS="wsrelay-wss wsrelay-h2"
+#   H2_STREAMS [100]           sessions (streams) per HTTP/2 connection of wsrelay-h2 (at most
+#                              wsrelay's tls.http2_max_streams, 100 by default)
 #   SCG_WARMUP [60, *20]       seconds of closed-loop load on each Spring Cloud Gateway JVM after
 #                              it starts, before anything is measured (JIT warm-up)
 #   SCG_HEAP [512m]            fixed heap (-Xms = -Xmx) of the gateway's JVM; JAVA [/usr/bin/java]
@@ -52,6 +58,7 @@ fi
 LOADS=${LOADS:-closed paced throughput hold}
 TARGETS=${TARGETS:-direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss}
 RATE=${RATE:-5000}
+H2_STREAMS=${H2_STREAMS:-100}
 MAX_OTHER_CPU=${MAX_OTHER_CPU:-20}
 RETRIES=${RETRIES:-3}
 PIN=${PIN:-1}
@@ -401,7 +408,7 @@ restart_target() {
       PIDS+=("$ECHO_PID")
       wait_port "$ECHO_PORT" "$ECHO_PID" echo ;;
     wsrelay-ws) stop_pid "$WSR_WS_PID"; start_wsrelay_ws ;;
-    wsrelay-wss) stop_pid "$WSR_WSS_PID"; start_wsrelay_wss ;;
+    wsrelay-wss | wsrelay-h2) stop_pid "$WSR_WSS_PID"; start_wsrelay_wss ;;
     nginx-*) stop_pid "$NGX_PID"; start_nginx ;;
     haproxy-*) stop_pid "$HAP_PID"; start_haproxy ;;
     # no JIT warm-up before a hold: it measures memory from the fresh process's baseline
@@ -415,7 +422,7 @@ target_url() {
   case $1 in
     direct) echo "ws://127.0.0.1:$ECHO_PORT/discoverableclient/ws/echo" ;;
     wsrelay-ws) echo "ws://127.0.0.1:$WSR_WS_PORT$GW_PATH" ;;
-    wsrelay-wss) echo "wss://127.0.0.1:$WSR_WSS_PORT$GW_PATH" ;;
+    wsrelay-wss | wsrelay-h2) echo "wss://127.0.0.1:$WSR_WSS_PORT$GW_PATH" ;;
     nginx-ws) echo "ws://127.0.0.1:$NGX_WS_PORT$GW_PATH" ;;
     nginx-wss) echo "wss://127.0.0.1:$NGX_WSS_PORT$GW_PATH" ;;
     haproxy-ws) echo "ws://127.0.0.1:$HAP_WS_PORT$GW_PATH" ;;
@@ -429,24 +436,32 @@ target_pid() {
   case $1 in
     direct) echo "$ECHO_PID" ;;
     wsrelay-ws) echo "$WSR_WS_PID" ;;
-    wsrelay-wss) echo "$WSR_WSS_PID" ;;
+    wsrelay-wss | wsrelay-h2) echo "$WSR_WSS_PID" ;;
     nginx-*) echo "$NGX_WORKER" ;;
     haproxy-*) echo "$HAP_PID" ;;
     scg-ws) echo "$SCG_WS_PID" ;; # the JVM itself (nice and taskset exec it)
     scg-wss) echo "$SCG_WSS_PID" ;;
   esac
 }
+# Load generator options a target needs besides its URL, into the array TARGET_OPTS.
+target_opts() {
+  TARGET_OPTS=()
+  case $1 in
+    wsrelay-h2) TARGET_OPTS=(--http2-streams "$H2_STREAMS") ;;
+  esac
+}
 
 # One run of one load against one target; the JSON line goes to results.jsonl.
 run_one() { # load target
   local load=$1 t=$2 args
+  target_opts "$t"
   if [[ $load == hold ]]; then
     restart_target "$t"
     # One short echo so the fresh process has served a session before its baseline is read.
-    "${PIN_LOAD[@]}" "$BENCH" closed --url "$(target_url "$t")" --ca-file "$CA" --connections 2 \
-      --duration 200ms --warmup 0s >/dev/null 2>>"$OUT/logs/bench.log" || true
+    "${PIN_LOAD[@]}" "$BENCH" closed --url "$(target_url "$t")" --ca-file "$CA" "${TARGET_OPTS[@]}" \
+      --connections 2 --duration 200ms --warmup 0s >/dev/null 2>>"$OUT/logs/bench.log" || true
   fi
-  args=(--url "$(target_url "$t")" --ca-file "$CA" --target "$t" --load "$load"
+  args=(--url "$(target_url "$t")" --ca-file "$CA" "${TARGET_OPTS[@]}" --target "$t" --load "$load"
     --watch-pid "$(target_pid "$t")" --backend-pid "$ECHO_PID")
   case $load in
     closed) args=(closed "${args[@]}" --connections 50 --size 64 --duration "$DURATION" --warmup "$WARMUP") ;;
@@ -479,8 +494,9 @@ run_one() { # load target
 # Every target answers before anything is measured.
 read -r -a TARGET_LIST <<<"$TARGETS"
 for t in "${TARGET_LIST[@]}"; do
-  "${PIN_LOAD[@]}" "$BENCH" closed --url "$(target_url "$t")" --ca-file "$CA" --connections 2 \
-    --duration 200ms --warmup 0s >/dev/null 2>"$OUT/logs/check-$t.log" ||
+  target_opts "$t"
+  "${PIN_LOAD[@]}" "$BENCH" closed --url "$(target_url "$t")" --ca-file "$CA" "${TARGET_OPTS[@]}" \
+    --connections 2 --duration 200ms --warmup 0s >/dev/null 2>"$OUT/logs/check-$t.log" ||
     die "$t does not echo: $(tail -n 1 "$OUT/logs/check-$t.log")"
 done
 
@@ -496,6 +512,9 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "settings: $PINNING; 1 worker/thread each (wsrelay TOKIO_WORKER_THREADS=1, nginx worker_processes 1, HAProxy nbthread 1); TLS 1.3, ECDSA P-256 certificate, no session resumption"
   if [[ $SCG == 1 ]]; then
     echo "Spring Cloud Gateway: $(unzip -Z1 "$SCG_JAR" 2>/dev/null | sed -n 's#^BOOT-INF/lib/spring-cloud-gateway-server-webflux-\(.*\)\.jar$#gateway server webflux \1#p; s#^BOOT-INF/lib/spring-boot-\([0-9][^/]*\)\.jar$#Spring Boot \1#p; s#^BOOT-INF/lib/reactor-netty-http-\(.*\)\.jar$#Reactor Netty \1#p' | paste -sd, - | sed 's/,/, /g'), $("$JAVA" -version 2>&1 | head -n1); JVM ${SCG_JVM[*]}; JIT warm-up ${SCG_WARMUP}s closed-loop + 5s pipelined after each start (none before a hold)"
+  fi
+  if [[ " $TARGETS " == *" wsrelay-h2 "* ]]; then
+    echo "wsrelay-h2: the wsrelay-wss agent; sessions are WebSockets over HTTP/2 (RFC 8441 extended CONNECT), $H2_STREAMS streams per TCP + TLS connection (ALPN h2)"
   fi
   echo "loads: $LOADS; repeats $REPEATS, duration $DURATION after $WARMUP warm-up, paced rate $RATE msgs/s, hold $HOLD_N sessions (open-file limit $NOFILE)"
 } >"$OUT/header.txt"

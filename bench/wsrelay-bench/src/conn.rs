@@ -1,13 +1,22 @@
 //! Connecting to a target: URL parsing, address resolution (once per run), TCP with
 //! `TCP_NODELAY`, TLS 1.3 for `wss://` (rustls, ring; no session resumption), and the RFC 6455
 //! client handshake (tokio-tungstenite).
+//!
+//! With `--http2-streams N` (`wss://` only), sessions are WebSockets over HTTP/2 (RFC 8441)
+//! instead: extended CONNECT streams (`:protocol websocket`) with hyper's HTTP/2 client, N per
+//! TCP + TLS connection (ALPN `h2`); a new connection is opened when the current one has carried
+//! N streams.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -16,15 +25,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::either::Either;
 
 use crate::TargetArgs;
 
-/// A client transport: plain TCP (`ws://`) or TLS over TCP (`wss://`).
-pub type Transport = Either<TcpStream, TlsStream<TcpStream>>;
+/// A client transport: plain TCP (`ws://`), TLS over TCP (`wss://`), or an extended CONNECT
+/// stream on an HTTP/2 connection (`--http2-streams`).
+pub type Transport =
+    Either<Either<TcpStream, TlsStream<TcpStream>>, TokioIo<hyper::upgrade::Upgraded>>;
 
 /// A connected client WebSocket.
 pub type Ws = WebSocketStream<Transport>;
@@ -40,6 +51,21 @@ pub struct Connector {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     ws_config: WebSocketConfig,
     timeout: std::time::Duration,
+    /// Set with `--http2-streams`: sessions are extended CONNECT streams.
+    h2: Option<Arc<H2Pool>>,
+}
+
+/// The HTTP/2 connection that new sessions open their streams on.
+struct H2Pool {
+    /// Streams per connection (`--http2-streams`).
+    streams: usize,
+    /// The `https://` form of the URL, the `:scheme`, `:authority` and `:path` of each CONNECT.
+    uri: http::Uri,
+    /// TLS client offering ALPN `h2` only.
+    tls: TlsConnector,
+    /// The current connection and how many streams it has carried. Held while a new
+    /// connection is opened, so concurrent sessions fill one connection before the next.
+    current: tokio::sync::Mutex<Option<(SendRequest<Empty<Bytes>>, usize)>>,
 }
 
 impl Connector {
@@ -82,6 +108,29 @@ impl Connector {
         } else {
             None
         };
+        let h2 = match target.http2_streams {
+            None => None,
+            Some(0) => bail!("--http2-streams must be at least 1"),
+            Some(streams) => {
+                if tls.is_none() {
+                    bail!("--http2-streams needs a wss:// URL (HTTP/2 is offered over TLS only)");
+                }
+                let mut config = client_config(target)?;
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                let mut parts = uri.clone().into_parts();
+                parts.scheme = Some(http::uri::Scheme::HTTPS);
+                if parts.path_and_query.is_none() {
+                    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+                }
+                let uri = http::Uri::from_parts(parts).context("the https:// form of the URL")?;
+                Some(Arc::new(H2Pool {
+                    streams,
+                    uri,
+                    tls: TlsConnector::from(Arc::new(config)),
+                    current: tokio::sync::Mutex::new(None),
+                }))
+            }
+        };
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(read_buffer)
             .max_message_size(Some(256 << 20))
@@ -93,6 +142,7 @@ impl Connector {
             tls,
             ws_config,
             timeout: target.connect_timeout,
+            h2,
         })
     }
 
@@ -112,16 +162,19 @@ impl Connector {
     }
 
     async fn open(&self) -> anyhow::Result<Ws> {
+        if let Some(pool) = &self.h2 {
+            return self.open_h2(pool).await;
+        }
         let tcp = self.tcp().await?;
         tcp.set_nodelay(true).context("TCP_NODELAY")?;
         let io = match &self.tls {
-            None => Either::Left(tcp),
-            Some((connector, name)) => Either::Right(
+            None => Either::Left(Either::Left(tcp)),
+            Some((connector, name)) => Either::Left(Either::Right(
                 connector
                     .connect(name.clone(), tcp)
                     .await
                     .context("TLS handshake")?,
-            ),
+            )),
         };
         let request = self
             .url
@@ -137,6 +190,89 @@ impl Connector {
 }
 
 impl Connector {
+    /// Opens a session as an extended CONNECT stream (RFC 8441) on the current HTTP/2
+    /// connection, first opening a new connection when there is none, it is closed, or it has
+    /// carried `--http2-streams` streams.
+    async fn open_h2(&self, pool: &H2Pool) -> anyhow::Result<Ws> {
+        let mut send = {
+            let mut current = pool.current.lock().await;
+            match current.as_mut() {
+                Some((send, used)) if *used < pool.streams && !send.is_closed() => {
+                    *used += 1;
+                    send.clone()
+                }
+                _ => {
+                    *current = None;
+                    let send = self.h2_connection(pool).await?;
+                    *current = Some((send.clone(), 1));
+                    send
+                }
+            }
+        };
+        send.ready().await.context("HTTP/2 connection")?;
+        let request = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(pool.uri.clone())
+            .extension(hyper::ext::Protocol::from_static("websocket"))
+            .header("sec-websocket-version", "13")
+            .body(Empty::new())
+            .context("building the extended CONNECT")?;
+        let response = send
+            .send_request(request)
+            .await
+            .context("extended CONNECT")?;
+        if response.status() != http::StatusCode::OK {
+            bail!("extended CONNECT answered {}", response.status());
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .context("extended CONNECT stream")?;
+        Ok(WebSocketStream::from_raw_socket(
+            Either::Right(TokioIo::new(upgraded)),
+            Role::Client,
+            Some(self.ws_config),
+        )
+        .await)
+    }
+
+    /// TCP, TLS with ALPN `h2`, the HTTP/2 handshake (the connection is driven by a task of
+    /// its own), then one ordinary request: its answer comes after the server's SETTINGS,
+    /// which must allow extended CONNECT (`SETTINGS_ENABLE_CONNECT_PROTOCOL`) before a client
+    /// may send one (RFC 8441 §3). Its status does not matter.
+    async fn h2_connection(&self, pool: &H2Pool) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+        let Some((_, name)) = &self.tls else {
+            bail!("HTTP/2 needs TLS");
+        };
+        let tcp = self.tcp().await?;
+        tcp.set_nodelay(true).context("TCP_NODELAY")?;
+        let tls = pool
+            .tls
+            .connect(name.clone(), tcp)
+            .await
+            .context("TLS handshake")?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+            bail!("the server did not select HTTP/2 (ALPN h2)");
+        }
+        let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .context("HTTP/2 handshake")?;
+        tokio::spawn(conn);
+        send.ready().await.context("HTTP/2 connection")?;
+        let probe = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(pool.uri.clone())
+            .body(Empty::new())
+            .context("building the first HTTP/2 request")?;
+        let answer = send
+            .send_request(probe)
+            .await
+            .context("first HTTP/2 request (waiting for the server's SETTINGS)")?;
+        // Read to the end, so the stream ends cleanly rather than by a reset.
+        let _ = answer.into_body().collect().await;
+        Ok(send)
+    }
+
     /// TCP to the address that worked last, then to the others in resolver order (a host
     /// such as `localhost` may resolve to `::1` first while the server listens on IPv4 only).
     async fn tcp(&self) -> anyhow::Result<TcpStream> {

@@ -489,6 +489,9 @@ pub async fn hold(a: HoldArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let (mut sessions, failed, first) =
         connect_all(&connector, a.sessions, a.target.connect_concurrency).await;
+    // No further session is opened: with --http2-streams this lets go of the current HTTP/2
+    // connection, which then closes with its last stream, as every other one does.
+    drop(connector);
     r.open_s = Some(t0.elapsed().as_secs_f64());
     r.opened = Some(sessions.len());
     r.connect_errors = failed;

@@ -18,6 +18,8 @@
 //! Targets are `ws://` or `wss://` URLs; for `wss` the server certificate is checked against
 //! `--ca-file`, or not at all with `--insecure` (signatures are still verified). TLS session
 //! resumption is disabled so every connection pays a full TLS 1.3 handshake. With
+//! `--http2-streams N`, sessions to a `wss://` URL are WebSockets over HTTP/2 (RFC 8441), N
+//! extended CONNECT streams per TCP + TLS connection. With
 //! `--watch-pid`, the CPU time (`/proc/PID/stat` utime + stime) that process used during the
 //! measured window is reported too.
 #![forbid(unsafe_code)]
@@ -110,6 +112,13 @@ pub struct TargetArgs {
     /// Connections opened at the same time while connecting.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
+    /// WebSockets over HTTP/2 (RFC 8441; `wss://` URLs only): each connection (session) of
+    /// the load is an extended CONNECT stream (`:protocol websocket`), N streams per TCP + TLS
+    /// connection (ALPN `h2`); a new connection is opened when the current one has carried N.
+    /// Keep N at or below the server's concurrent-stream limit (wsrelay: tls.http2_max_streams,
+    /// 100). Without it, every session is its own HTTP/1.1 connection.
+    #[arg(long, value_name = "N")]
+    pub http2_streams: Option<usize>,
 }
 
 /// Timing shared by the timed loads.

@@ -564,6 +564,22 @@ fn checks(g: &Grouped, runs: &[RunResult], baseline: &str, m: &Medians) -> Vec<S
                 ));
             }
         }
+        // WebSockets over HTTP/2 (issue 17): an idle h2 session costs less than a wss one.
+        let worst = |target: &str| {
+            [
+                "extra RSS per idle session, KiB (after open)",
+                "extra RSS per idle session, KiB (after one echo each)",
+            ]
+            .into_iter()
+            .filter_map(|label| get(load, target, label))
+            .reduce(f64::max)
+        };
+        if let (Some(h2), Some(wss)) = (worst("wsrelay-h2"), worst("wsrelay-wss")) {
+            out.push(format!(
+                "- {load}: wsrelay h2 extra RSS per idle session < wsrelay wss's ({wss:.2} KiB; larger of after-open and after-echo): {h2:.2} KiB — {}",
+                verdict(h2 < wss)
+            ));
+        }
     }
     out
 }
@@ -614,6 +630,35 @@ mod tests {
             text.contains("p99 ≤ best peer's (nginx ws, 14.0 µs): 12.0 µs — met"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn h2_idle_memory_is_checked_against_wss() {
+        let hold = |target: &str, open: f64, echoed: f64| RunResult {
+            mode: "hold".into(),
+            load: "hold".into(),
+            target: target.into(),
+            connections: 100,
+            size: 16,
+            echoed: Some(100),
+            kib_per_session_open: Some(open),
+            kib_per_session_echoed: Some(echoed),
+            ..RunResult::default()
+        };
+        let text = render(
+            &[
+                hold("wsrelay-wss", 20.0, 24.0),
+                hold("wsrelay-h2", 12.0, 30.0),
+            ],
+            "direct",
+            true,
+        );
+        assert!(
+            text.contains("wsrelay h2 extra RSS per idle session < wsrelay wss's (24.00 KiB; larger of after-open and after-echo): 30.00 KiB — MISSED"),
+            "{text}"
+        );
+        let text = render(&[hold("wsrelay-wss", 20.0, 24.0)], "direct", true);
+        assert!(!text.contains("wsrelay h2"), "{text}");
     }
 
     #[test]

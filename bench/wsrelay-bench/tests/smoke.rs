@@ -1,6 +1,7 @@
 //! Smoke test of the benchmark harness (`wsrelay-bench`): the built binary runs its echo
 //! backend, short closed-loop, pipelined and hold loads against it, the report over their
-//! JSON lines, and a closed-loop and hold load over wss through a real in-process agent.
+//! JSON lines, and a closed-loop and hold load over wss, and over HTTP/2 (RFC 8441), through a
+//! real in-process agent.
 //! Counts only, never timings (speed belongs to `bench/run.sh`).
 
 // The main crate's test helpers (the in-process agent and its registry).
@@ -216,4 +217,82 @@ async fn wss_through_the_agent() {
     let (_, hold) = run(args).await.unwrap();
     assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
     agent.wait_sessions(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_through_the_agent() {
+    let echo = Echo::start();
+    let registry = registry_xml(&[Inst::new("DISCOVERABLECLIENT", "echo", echo.addr.port())]);
+    let agent = TestAgent::with_registry_file(&registry, "").await;
+    let url = format!(
+        "wss://127.0.0.1:{}/ws/v1/discoverableclient/echo",
+        agent.agent.local_addr.port()
+    );
+    let ca = agent.cert.cert_path().display().to_string();
+    let own_pid = std::process::id().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            bench(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    };
+    let base = |mode: &str| {
+        [
+            mode,
+            "--url",
+            &url,
+            "--ca-file",
+            &ca,
+            "--http2-streams",
+            "4",
+            "--target",
+            "wsrelay-h2",
+            "--watch-pid",
+            &own_pid,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let h2_sessions = || agent.agent.shared.metrics.proxy.http2_sessions.get();
+
+    let mut args = base("closed");
+    args.extend(["--connections", "3", "--duration", "1s", "--warmup", "0s"].map(String::from));
+    let (_, closed) = run(args).await.unwrap();
+    assert!(u64_of(&closed, "messages") > 0, "{closed}");
+    assert_eq!(u64_of(&closed, "errors"), 0, "{closed}");
+    assert_eq!(h2_sessions(), 3);
+
+    // 10 sessions, 4 streams per connection: three HTTP/2 connections.
+    let mut args = base("hold");
+    args.extend(
+        [
+            "--sessions",
+            "10",
+            "--settle",
+            "50ms",
+            "--after-close",
+            "200ms",
+        ]
+        .map(String::from),
+    );
+    let (_, hold) = run(args).await.unwrap();
+    assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
+    assert_eq!(h2_sessions(), 13);
+    agent.wait_sessions(0).await;
+
+    // HTTP/2 is offered over TLS only.
+    let out = Command::new(BENCH)
+        .args([
+            "closed",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "--http2-streams",
+            "4",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs a wss:// URL"), "{err}");
 }
