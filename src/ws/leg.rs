@@ -291,13 +291,20 @@ impl<I> Leg<I> {
         if !compressed {
             return Ok(payload);
         }
+        self.inflate(&payload)
+            .map(|v| BytesMut::from(bytes::Bytes::from(v)))
+    }
+
+    /// Inflates one compressed message against `max_message_size` (1009 past it, 1007 for
+    /// invalid data).
+    fn inflate(&mut self, payload: &[u8]) -> Result<Vec<u8>, WsError> {
         let Some(codec) = self.deflate.as_mut() else {
             // parse_head refuses RSV1 without deflate; kept as a value, not a panic.
             return Err(ProtocolError::NonZeroReservedBits.into());
         };
         let max_size = self.limits.max_message_size;
-        match codec.inflate(&payload, max_size) {
-            Ok(v) => Ok(BytesMut::from(bytes::Bytes::from(v))),
+        match codec.inflate(payload, max_size) {
+            Ok(v) => Ok(v),
             Err(InflateError::TooBig(size)) => Err(WsError::Capacity(
                 tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong {
                     size,
@@ -320,7 +327,7 @@ impl<I> Leg<I> {
     /// first by inflating it (size limit, UTF-8 for text), as any message is.
     fn compressed_message(&mut self, opcode: u8, payload: BytesMut) -> Result<Message, WsError> {
         let payload = payload.freeze();
-        let inflated = self.inflated(BytesMut::from(&payload[..]), true)?;
+        let inflated = self.inflate(&payload)?;
         if opcode == OP_TEXT {
             std::str::from_utf8(&inflated).map_err(|e| WsError::Utf8(e.to_string()))?;
         }

@@ -63,15 +63,33 @@ async fn serve_page() -> u16 {
     port
 }
 
-/// Loads `page_origin` + `/#[urls]` for each entry in one Chromium and returns, per page, the
-/// results the page recorded.
-fn browse(pages: &[(String, Vec<String>)]) -> Vec<Vec<Value>> {
+/// Runs `tests/browser/<script>` with `args` in node (headless Chromium through
+/// playwright-core) and returns what it printed; panics with its stderr when it fails.
+fn node(script: &str, args: &[String]) -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let modules = root.join("target/interop-js/node_modules");
     assert!(
         modules.join("playwright-core/package.json").is_file() && PathBuf::from("/usr/bin/chromium").is_file(),
         "headless Chromium is missing: run `bash scripts/test.sh` (it installs Debian's chromium and playwright-core)"
     );
+    let out = Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Loads `page_origin` + `/#[urls]` for each entry in one Chromium and returns, per page, the
+/// results the page recorded.
+fn browse(pages: &[(String, Vec<String>)]) -> Vec<Vec<Value>> {
     let urls: Vec<String> = pages
         .iter()
         .map(|(origin, ws)| {
@@ -88,19 +106,7 @@ fn browse(pages: &[(String, Vec<String>)]) -> Vec<Vec<Value>> {
             format!("{origin}/#{fragment}")
         })
         .collect();
-    let out = Command::new("node")
-        .arg(root.join("tests/browser/page.cjs"))
-        .args(&urls)
-        .env("NODE_PATH", &modules)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "page.cjs failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let all: Vec<Vec<Value>> = serde_json::from_slice(&out.stdout).unwrap();
+    let all: Vec<Vec<Value>> = serde_json::from_slice(&node("page.cjs", &urls)).unwrap();
     assert_eq!(all.len(), pages.len());
     all
 }
@@ -260,35 +266,16 @@ async fn a_browser_agrees_permessage_deflate_with_the_agent_and_messages_cross_c
 async fn a_browser_opens_websockets_over_the_http2_connection_of_the_page() {
     let (_svc, agent) = TestAgent::with_echo_service("").await;
     let port = agent.agent.local_addr.port();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let modules = root.join("target/interop-js/node_modules");
-    assert!(
-        modules.join("playwright-core/package.json").is_file(),
-        "headless Chromium is missing: run `bash scripts/test.sh`"
-    );
     let ws = format!("wss://127.0.0.1:{port}/ws/v1/discoverableclient/h2");
     let args = vec![
         format!("https://127.0.0.1:{port}/application/info"),
         ws.clone(),
         ws,
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(root.join("tests/browser/h2.cjs"))
-            .args(&args)
-            .env("NODE_PATH", &modules)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "h2.cjs failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = tokio::task::spawn_blocking(move || node("h2.cjs", &args))
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["pageStatus"], 200, "{v}");
     for r in v["results"].as_array().unwrap() {
         assert_eq!(

@@ -164,41 +164,52 @@ fn bad_target_fails_with_a_message() {
     assert!(err.contains("--ca-file or --insecure"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wss_through_the_agent() {
-    let echo = Echo::start();
+/// An agent (wss) routing `DISCOVERABLECLIENT` to `echo`.
+async fn agent_to(echo: &Echo) -> TestAgent {
     let registry = registry_xml(&[Inst::new("DISCOVERABLECLIENT", "echo", echo.addr.port())]);
-    let agent = TestAgent::with_registry_file(&registry, "").await;
+    TestAgent::with_registry_file(&registry, "").await
+}
+
+/// The load generator's arguments for `mode` against `agent` as `target`, trusting its
+/// certificate and watching this process, with `extra` before `--target`.
+fn base_args(mode: &str, agent: &TestAgent, target: &str, extra: &[&str]) -> Vec<String> {
     let url = format!(
         "wss://127.0.0.1:{}/ws/v1/discoverableclient/echo",
         agent.agent.local_addr.port()
     );
     let ca = agent.cert.cert_path().display().to_string();
-    let own_pid = std::process::id().to_string();
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            bench(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-    };
-    let base = |mode: &str| {
-        [
-            mode,
-            "--url",
-            &url,
-            "--ca-file",
-            &ca,
-            "--target",
-            "wsrelay-wss",
-            "--watch-pid",
-            &own_pid,
-        ]
+    let mut v: Vec<String> = [mode, "--url", &url, "--ca-file", &ca]
         .map(String::from)
-        .to_vec()
-    };
+        .to_vec();
+    v.extend(extra.iter().map(|a| a.to_string()));
+    v.extend(
+        [
+            "--target",
+            target,
+            "--watch-pid",
+            &std::process::id().to_string(),
+        ]
+        .map(String::from),
+    );
+    v
+}
+
+/// Runs the load generator with `args` off the runtime's workers.
+async fn run(args: Vec<String>) -> (String, serde_json::Value) {
+    tokio::task::spawn_blocking(move || bench(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_through_the_agent() {
+    let echo = Echo::start();
+    let agent = agent_to(&echo).await;
+    let base = |mode: &str| base_args(mode, &agent, "wsrelay-wss", &[]);
 
     let mut args = base("closed");
     args.extend(["--connections", "2", "--duration", "1s", "--warmup", "0s"].map(String::from));
-    let (_, closed) = run(args).await.unwrap();
+    let (_, closed) = run(args).await;
     assert!(u64_of(&closed, "messages") > 0, "{closed}");
     assert_eq!(u64_of(&closed, "errors"), 0, "{closed}");
 
@@ -214,7 +225,7 @@ async fn wss_through_the_agent() {
         ]
         .map(String::from),
     );
-    let (_, hold) = run(args).await.unwrap();
+    let (_, hold) = run(args).await;
     assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
     agent.wait_sessions(0).await;
 }
@@ -222,41 +233,13 @@ async fn wss_through_the_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_through_the_agent() {
     let echo = Echo::start();
-    let registry = registry_xml(&[Inst::new("DISCOVERABLECLIENT", "echo", echo.addr.port())]);
-    let agent = TestAgent::with_registry_file(&registry, "").await;
-    let url = format!(
-        "wss://127.0.0.1:{}/ws/v1/discoverableclient/echo",
-        agent.agent.local_addr.port()
-    );
-    let ca = agent.cert.cert_path().display().to_string();
-    let own_pid = std::process::id().to_string();
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            bench(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-    };
-    let base = |mode: &str| {
-        [
-            mode,
-            "--url",
-            &url,
-            "--ca-file",
-            &ca,
-            "--http2-streams",
-            "4",
-            "--target",
-            "wsrelay-h2",
-            "--watch-pid",
-            &own_pid,
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let agent = agent_to(&echo).await;
+    let base = |mode: &str| base_args(mode, &agent, "wsrelay-h2", &["--http2-streams", "4"]);
     let h2_sessions = || agent.agent.shared.metrics.proxy.http2_sessions.get();
 
     let mut args = base("closed");
     args.extend(["--connections", "3", "--duration", "1s", "--warmup", "0s"].map(String::from));
-    let (_, closed) = run(args).await.unwrap();
+    let (_, closed) = run(args).await;
     assert!(u64_of(&closed, "messages") > 0, "{closed}");
     assert_eq!(u64_of(&closed, "errors"), 0, "{closed}");
     assert_eq!(h2_sessions(), 3);
@@ -274,7 +257,7 @@ async fn http2_through_the_agent() {
         ]
         .map(String::from),
     );
-    let (_, hold) = run(args).await.unwrap();
+    let (_, hold) = run(args).await;
     assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
     assert_eq!(h2_sessions(), 13);
     agent.wait_sessions(0).await;
