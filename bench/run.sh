@@ -10,7 +10,11 @@
 #   REPEATS [3, *1]            runs of each load per target (the table shows medians)
 #   DURATION [10s, *2s]        measured time per timed run; WARMUP [2s, *0.5s] before it
 #   HOLD_N [as many as the descriptor limit allows, *200]   sessions held by the hold load
-#   LOADS ["closed paced throughput hold"]                  loads to run, in this order
+#   LOADS ["closed bound paced throughput hold"]            loads to run, in this order
+#   BOUND_CPU [30]             load "bound": the relay under test may use at most this % of one
+#                              core (a cgroup CPU quota: v2 cpu.max, or v1 cpu.cfs_quota_us), so
+#                              it is the bottleneck and the load side keeps headroom; needs a
+#                              writable cgroup CPU controller (root), else the load is skipped
 #   TARGETS ["direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss"]
 #                              also: scg-ws scg-wss (Spring Cloud Gateway on the JVM; not in the
 #                              default list: add them, e.g. TARGETS="direct ... scg-ws scg-wss")
@@ -55,7 +59,8 @@ else
   HOLD_N=${HOLD_N:-}; MICRO=${MICRO:-1}; SETTLE=${SETTLE:-2s}; AFTER_CLOSE=${AFTER_CLOSE:-3s}
   SCG_WARMUP=${SCG_WARMUP:-60}
 fi
-LOADS=${LOADS:-closed paced throughput hold}
+LOADS=${LOADS:-closed bound paced throughput hold}
+BOUND_CPU=${BOUND_CPU:-30}
 TARGETS=${TARGETS:-direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss}
 RATE=${RATE:-5000}
 H2_STREAMS=${H2_STREAMS:-100}
@@ -101,7 +106,7 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
 }
-trap cleanup EXIT
+trap 'cleanup; if declare -F cgroup_remove >/dev/null; then cgroup_remove; fi' EXIT
 trap 'exit 130' INT TERM
 
 # --- descriptors: soft limit up to the hard limit ------------------------------------------
@@ -194,6 +199,58 @@ else
 fi
 PINNING="$PINNING; nice $NICE"
 log "$PINNING"
+
+# --- CPU quota for the relay-bound load: a cgroup of our own ------------------------------
+# The closed load saturates the load side (load generator + echo backend on one CPU), so its
+# msgs/s ranks the load side, not the relay. In "bound" the relay under test is moved into a
+# cgroup whose CPU quota is BOUND_CPU % of one core (period 10 ms), for that run only.
+CG_DIR=""
+CG_KIND=""
+CG_HOME=""
+CG_PERIOD_US=10000
+cgroup_setup() {
+  local quota=$((CG_PERIOD_US * BOUND_CPU / 100))
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    # cgroup v2 (unified at /sys/fs/cgroup): our own child with cpu.max
+    CG_HOME=/sys/fs/cgroup$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+    CG_DIR=/sys/fs/cgroup/wsrelay-bench-$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null ||
+      echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir "$CG_DIR" 2>/dev/null && echo "$quota $CG_PERIOD_US" >"$CG_DIR/cpu.max" 2>/dev/null &&
+      CG_KIND="cgroup v2 cpu.max \"$quota $CG_PERIOD_US\"" && return 0
+  elif [[ -d /sys/fs/cgroup/cpu ]]; then
+    # cgroup v1: the cpu controller's own hierarchy, CFS bandwidth control
+    CG_HOME=/sys/fs/cgroup/cpu$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3 }' /proc/self/cgroup)
+    CG_DIR=/sys/fs/cgroup/cpu/wsrelay-bench-$$
+    mkdir "$CG_DIR" 2>/dev/null && echo "$CG_PERIOD_US" >"$CG_DIR/cpu.cfs_period_us" 2>/dev/null &&
+      echo "$quota" >"$CG_DIR/cpu.cfs_quota_us" 2>/dev/null &&
+      CG_KIND="cgroup v1 cpu.cfs_quota_us $quota of cpu.cfs_period_us $CG_PERIOD_US" && return 0
+  fi
+  [[ -n $CG_DIR ]] && rmdir "$CG_DIR" 2>/dev/null
+  CG_DIR=""
+  return 1
+}
+cgroup_remove() {
+  [[ -n $CG_DIR && -d $CG_DIR ]] || return 0
+  local pid
+  while read -r pid; do echo "$pid" >"$CG_HOME/cgroup.procs" 2>/dev/null || true; done <"$CG_DIR/cgroup.procs"
+  rmdir "$CG_DIR" 2>/dev/null || log "cannot remove $CG_DIR"
+}
+# Every thread of the process into (or out of) the capped cgroup.
+cgroup_move() { # pid in|out
+  local to=$CG_HOME
+  [[ $2 == in ]] && to=$CG_DIR
+  echo "$1" >"$to/cgroup.procs"
+}
+if [[ " $LOADS " == *" bound "* ]]; then
+  ((BOUND_CPU > 0 && BOUND_CPU <= 100)) || die "BOUND_CPU must be 1..100, not $BOUND_CPU"
+  if cgroup_setup; then
+    log "relay-bound load: the relay under test capped at $BOUND_CPU% of one core ($CG_KIND)"
+  else
+    log "no writable cgroup CPU controller (needs root and cgroup v2 cpu or v1 cpu): load 'bound' skipped"
+    LOADS=$(sed 's/\bbound\b//' <<<"$LOADS")
+  fi
+fi
 
 # --- certificate: a throwaway CA and a leaf for localhost / 127.0.0.1 (ECDSA P-256) --------
 log "making a certificate"
@@ -454,6 +511,9 @@ target_opts() {
 # One run of one load against one target; the JSON line goes to results.jsonl.
 run_one() { # load target
   local load=$1 t=$2 args
+  if [[ $load == bound && $t == direct ]]; then
+    return 0 # no relay to cap: the echo backend shares the load side's CPU
+  fi
   target_opts "$t"
   if [[ $load == hold ]]; then
     restart_target "$t"
@@ -465,12 +525,23 @@ run_one() { # load target
     --watch-pid "$(target_pid "$t")" --backend-pid "$ECHO_PID")
   case $load in
     closed) args=(closed "${args[@]}" --connections 50 --size 64 --duration "$DURATION" --warmup "$WARMUP") ;;
+    bound) args=(closed "${args[@]}" --connections 50 --size 64 --duration "$DURATION" --warmup "$WARMUP") ;;
     paced) args=(paced "${args[@]}" --connections 50 --size 64 --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP") ;;
     throughput) args=(throughput "${args[@]}" --connections 4 --size 65536 --window 8 --duration "$DURATION" --warmup "$WARMUP") ;;
     hold) args=(hold "${args[@]}" --sessions "$HOLD_N" --settle "$SETTLE" --after-close "$AFTER_CLOSE") ;;
     *) die "unknown load $load" ;;
   esac
   local attempt line other
+  if [[ $load == bound ]]; then
+    cgroup_move "$(target_pid "$t")" in || die "cannot move $t into $CG_DIR"
+  fi
+  run_attempts
+  if [[ $load == bound ]]; then
+    cgroup_move "$(target_pid "$t")" out || log "cannot move $t out of $CG_DIR"
+  fi
+}
+# The timed run of run_one, repeated while other processes disturb it (uses its locals).
+run_attempts() {
   for ((attempt = 1; ; attempt++)); do
     if ! line=$("${PIN_LOAD[@]}" "$BENCH" "${args[@]}" 2>>"$OUT/logs/bench.log"); then
       printf 'bench/run.sh: %s against %s failed:\n' "$load" "$t" >&2
@@ -515,6 +586,9 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   fi
   if [[ " $TARGETS " == *" wsrelay-h2 "* ]]; then
     echo "wsrelay-h2: the wsrelay-wss agent; sessions are WebSockets over HTTP/2 (RFC 8441 extended CONNECT), $H2_STREAMS streams per TCP + TLS connection (ALPN h2)"
+  fi
+  if [[ " $LOADS " == *" bound "* ]]; then
+    echo "relay-bound load (bound): the closed load with the relay under test capped at $BOUND_CPU% of one core ($CG_KIND); direct is not run"
   fi
   echo "loads: $LOADS; repeats $REPEATS, duration $DURATION after $WARMUP warm-up, paced rate $RATE msgs/s, hold $HOLD_N sessions (open-file limit $NOFILE)"
 } >"$OUT/header.txt"

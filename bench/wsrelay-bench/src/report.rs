@@ -75,15 +75,33 @@ impl Group<'_> {
     fn med(&self, f: impl Fn(&RunResult) -> Option<f64>) -> Option<f64> {
         median(self.runs.iter().filter_map(|r| f(r)).collect())
     }
+
+    /// Lowest and highest value over the runs, when there are at least two.
+    fn spread(&self, f: impl Fn(&RunResult) -> Option<f64>) -> Option<(f64, f64)> {
+        let v: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| f(r))
+            .filter(|x| x.is_finite())
+            .collect();
+        if v.len() < 2 {
+            return None;
+        }
+        let lo = v.iter().copied().reduce(f64::min)?;
+        let hi = v.iter().copied().reduce(f64::max)?;
+        Some((lo, hi))
+    }
 }
 
-/// One table row: a label, how to get the value from a group, how to show it, and whether a
-/// ratio against the baseline is shown.
+/// One table row: a label, the value of one run (the cell shows the median over the runs), how
+/// to show it, whether a ratio against the baseline is shown, and whether the spread over the
+/// runs (lowest–highest) is shown beside the median.
 struct Row {
     label: &'static str,
-    value: fn(&Group) -> Option<f64>,
+    value: fn(&RunResult) -> Option<f64>,
     show: fn(f64) -> String,
     ratio: bool,
+    spread: bool,
 }
 
 fn thousands(v: f64) -> String {
@@ -138,53 +156,61 @@ fn size_text(bytes: usize) -> String {
 fn rows(mode: &str) -> Vec<Row> {
     let cpu_pct = Row {
         label: "target CPU % of one core",
-        value: |g| g.med(|r| r.cpu_pct),
+        value: |r| r.cpu_pct,
         show: whole,
         ratio: false,
+        spread: false,
     };
     let load_cpu = Row {
         label: "load generator + echo backend CPU %",
-        value: |g| g.med(|r| Some(r.self_cpu_pct? + r.backend_cpu_pct.unwrap_or(0.0))),
+        value: |r| Some(r.self_cpu_pct? + r.backend_cpu_pct.unwrap_or(0.0)),
         show: whole,
         ratio: false,
+        spread: false,
     };
     let other_cpu = Row {
         label: "other CPU % (rest of the machine, softirq included)",
-        value: |g| g.med(|r| r.other_cpu_pct),
+        value: |r| r.other_cpu_pct,
         show: whole,
         ratio: false,
+        spread: false,
     };
     let cpu_msg = Row {
         label: "target CPU µs per message",
-        value: |g| g.med(|r| r.cpu_us_per_msg),
+        value: |r| r.cpu_us_per_msg,
         show: two_decimals,
         ratio: false,
+        spread: true,
     };
     match mode {
         "closed" => vec![
             Row {
                 label: "msgs/s",
-                value: |g| g.med(|r| Some(r.msgs_per_s)),
+                value: |r| Some(r.msgs_per_s),
                 show: whole,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p50 µs",
-                value: |g| g.med(|r| r.p50_us),
+                value: |r| r.p50_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p99 µs",
-                value: |g| g.med(|r| r.p99_us),
+                value: |r| r.p99_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p99.9 µs",
-                value: |g| g.med(|r| r.p999_us),
+                value: |r| r.p999_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             cpu_pct,
             cpu_msg,
@@ -194,48 +220,55 @@ fn rows(mode: &str) -> Vec<Row> {
         "paced" => vec![
             Row {
                 label: "achieved msgs/s",
-                value: |g| g.med(|r| Some(r.msgs_per_s)),
+                value: |r| Some(r.msgs_per_s),
                 show: whole,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p50 µs",
-                value: |g| g.med(|r| r.p50_us),
+                value: |r| r.p50_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p99 µs",
-                value: |g| g.med(|r| r.p99_us),
+                value: |r| r.p99_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p99.9 µs",
-                value: |g| g.med(|r| r.p999_us),
+                value: |r| r.p999_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             cpu_pct,
         ],
         "throughput" => vec![
             Row {
                 label: "MB/s",
-                value: |g| g.med(|r| Some(r.mb_per_s)),
+                value: |r| Some(r.mb_per_s),
                 show: one_decimal,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "msgs/s",
-                value: |g| g.med(|r| Some(r.msgs_per_s)),
+                value: |r| Some(r.msgs_per_s),
                 show: whole,
                 ratio: true,
+                spread: false,
             },
             Row {
                 label: "p99 µs",
-                value: |g| g.med(|r| r.p99_us),
+                value: |r| r.p99_us,
                 show: micros,
                 ratio: true,
+                spread: false,
             },
             cpu_pct,
             cpu_msg,
@@ -245,39 +278,45 @@ fn rows(mode: &str) -> Vec<Row> {
         "hold" => vec![
             Row {
                 label: "sessions still echoing",
-                value: |g| g.med(|r| r.echoed.map(|e| e as f64)),
+                value: |r| r.echoed.map(|e| e as f64),
                 show: whole,
                 ratio: false,
+                spread: false,
             },
             Row {
                 label: "extra RSS per idle session, KiB (after open)",
-                value: |g| g.med(|r| r.kib_per_session_open),
+                value: |r| r.kib_per_session_open,
                 show: two_decimals,
                 ratio: false,
+                spread: false,
             },
             Row {
                 label: "extra RSS per idle session, KiB (after one echo each)",
-                value: |g| g.med(|r| r.kib_per_session_echoed),
+                value: |r| r.kib_per_session_echoed,
                 show: two_decimals,
                 ratio: false,
+                spread: false,
             },
             Row {
                 label: "RSS after close vs before",
-                value: |g| g.med(|r| r.after_close_pct),
+                value: |r| r.after_close_pct,
                 show: percent,
                 ratio: false,
+                spread: false,
             },
             Row {
                 label: "RSS before, KiB",
-                value: |g| g.med(|r| r.rss_before_kib.map(|v| v as f64)),
+                value: |r| r.rss_before_kib.map(|v| v as f64),
                 show: whole,
                 ratio: false,
+                spread: false,
             },
             Row {
                 label: "seconds to open all",
-                value: |g| g.med(|r| r.open_s),
+                value: |r| r.open_s,
                 show: one_decimal,
                 ratio: false,
+                spread: false,
             },
         ],
         _ => Vec::new(),
@@ -286,6 +325,11 @@ fn rows(mode: &str) -> Vec<Row> {
 
 fn title(r: &RunResult, repeats: usize) -> String {
     let base = match r.mode.as_str() {
+        "closed" if r.load == "bound" => format!(
+            "relay-bound closed-loop echo (target under a cgroup CPU quota), {}, {} connections",
+            size_text(r.size),
+            r.connections
+        ),
         "closed" => format!(
             "closed-loop echo, {}, {} connections",
             size_text(r.size),
@@ -378,16 +422,21 @@ pub fn render(runs: &[RunResult], baseline: &str, check: bool) -> String {
                 String::new()
             };
             let _ = write!(out, "| {label} | {} |", row.label);
-            let base_v = base.and_then(|b| (row.value)(b));
+            let base_v = base.and_then(|b| b.med(row.value));
             for t in &g.targets {
                 let cell = match groups.iter().find(|(gt, _)| gt == t) {
-                    Some((_, grp)) => match (row.value)(grp) {
+                    Some((_, grp)) => match grp.med(row.value) {
                         Some(v) => {
                             medians.insert((load.clone(), t.clone(), row.label), v);
                             let mut c = (row.show)(v);
                             if row.ratio && t != baseline {
                                 if let Some(b) = base_v.filter(|b| *b > 0.0) {
                                     let _ = write!(c, " ({:.2}×)", v / b);
+                                }
+                            }
+                            if row.spread {
+                                if let Some((lo, hi)) = grp.spread(row.value) {
+                                    let _ = write!(c, " [{}–{}]", (row.show)(lo), (row.show)(hi));
                                 }
                             }
                             c
@@ -425,7 +474,7 @@ pub fn render(runs: &[RunResult], baseline: &str, check: bool) -> String {
     if check {
         let lines = checks(&g, runs, baseline, &medians);
         if !lines.is_empty() {
-            out.push_str("\nTargets (issue 7):\n");
+            out.push_str("\nTargets (issues 7 and 18):\n");
             for l in lines {
                 out.push_str(&l);
                 out.push('\n');
@@ -437,15 +486,16 @@ pub fn render(runs: &[RunResult], baseline: &str, check: bool) -> String {
 
 type Medians = BTreeMap<(String, String, &'static str), f64>;
 
-/// The first load of a mode.
+/// The first load of a mode (the relay-bound load, `bound`, only when asked for by name).
 fn load_of<'a>(g: &'a Grouped, mode: &str) -> Option<&'a str> {
     g.loads
         .iter()
-        .find(|(_, groups)| {
-            groups
-                .first()
-                .and_then(|(_, g)| g.runs.first())
-                .is_some_and(|r| r.mode == mode)
+        .find(|(l, groups)| {
+            (l.as_str() == "bound") == (mode == "bound")
+                && groups
+                    .first()
+                    .and_then(|(_, g)| g.runs.first())
+                    .is_some_and(|r| r.mode == mode || (mode == "bound" && r.mode == "closed"))
         })
         .map(|(l, _)| l.as_str())
 }
@@ -466,7 +516,7 @@ fn checks(g: &Grouped, runs: &[RunResult], baseline: &str, m: &Medians) -> Vec<S
             .copied()
     };
     let best_peer = |load: &str, scheme: &str, label: &'static str, higher: bool| {
-        ["nginx", "haproxy"]
+        ["nginx", "haproxy", "scg"]
             .iter()
             .filter_map(|p| get(load, &format!("{p}-{scheme}"), label).map(|v| (*p, v)))
             .reduce(|a, b| if (b.1 > a.1) == higher { b } else { a })
@@ -580,6 +630,111 @@ fn checks(g: &Grouped, runs: &[RunResult], baseline: &str, m: &Medians) -> Vec<S
                 verdict(h2 < wss)
             ));
         }
+        // TLS on both legs (issue 18).
+        if let Some(w) = worst("wsrelay-wss-wss") {
+            out.push(format!(
+                "- {load}: wsrelay wss-wss (TLS on both legs) extra RSS per idle session ≤ 10 KiB (larger of after-open and after-echo): {w:.2} KiB — {}",
+                verdict(w <= 10.0)
+            ));
+        }
+    }
+    out.extend(checks_18(g, &get, baseline));
+    out
+}
+
+/// Issue 18's targets: CPU per message and relay-bound msgs/s against the best peer (nginx,
+/// HAProxy, Spring Cloud Gateway), paced p99, 64 KiB pipelined against direct, and the load
+/// side's headroom in the relay-bound load.
+fn checks_18(
+    g: &Grouped,
+    get: &dyn Fn(&str, &str, &'static str) -> Option<f64>,
+    baseline: &str,
+) -> Vec<String> {
+    const CPU_MSG: &str = "target CPU µs per message";
+    let mut out = Vec::new();
+    // The best peer of a scheme for a figure: the highest when `higher`, else the lowest.
+    let best_peer = |load: &str, scheme: &str, label: &'static str, higher: bool| {
+        ["nginx", "haproxy", "scg"]
+            .iter()
+            .filter_map(|p| get(load, &format!("{p}-{scheme}"), label).map(|v| (*p, v)))
+            .reduce(|a, b| if (b.1 > a.1) == higher { b } else { a })
+    };
+    for load in [load_of(g, "closed"), load_of(g, "bound")]
+        .into_iter()
+        .flatten()
+    {
+        for scheme in ["ws", "wss"] {
+            let me = format!("wsrelay-{scheme}");
+            if let (Some(w), Some((p, v))) = (
+                get(load, &me, CPU_MSG),
+                best_peer(load, scheme, CPU_MSG, false),
+            ) {
+                let r = w / v;
+                out.push(format!(
+                    "- {load}: wsrelay {scheme} CPU per message ≤ 0.9× best peer's ({p} {scheme}, {v:.2} µs): {w:.2} µs, {r:.2}× — {}",
+                    verdict(r <= 0.9)
+                ));
+            }
+        }
+    }
+    if let Some(load) = load_of(g, "bound") {
+        for scheme in ["ws", "wss"] {
+            let me = format!("wsrelay-{scheme}");
+            if let (Some(w), Some((p, v))) = (
+                get(load, &me, "msgs/s"),
+                best_peer(load, scheme, "msgs/s", true),
+            ) {
+                let r = w / v;
+                out.push(format!(
+                    "- {load}: wsrelay {scheme} relay-bound msgs/s ≥ 1.05× best peer ({p} {scheme}): {r:.2}× — {}",
+                    verdict(r >= 1.05)
+                ));
+            }
+        }
+        let busiest = g
+            .loads
+            .iter()
+            .find(|(l, _)| l == load)
+            .into_iter()
+            .flat_map(|(_, groups)| groups.iter())
+            .filter_map(|(t, _)| {
+                get(load, t, "load generator + echo backend CPU %").map(|v| (t.as_str(), v))
+            })
+            .reduce(|a, b| if b.1 > a.1 { b } else { a });
+        if let Some((t, v)) = busiest {
+            out.push(format!(
+                "- {load}: the load side (load generator + echo backend) below 80 % of its core, so the relay is the bottleneck: at most {v:.0} % ({t}) — {}",
+                verdict(v < 80.0)
+            ));
+        }
+    }
+    if let Some(load) = load_of(g, "paced") {
+        for scheme in ["ws", "wss"] {
+            let me = format!("wsrelay-{scheme}");
+            if let (Some(w), Some((p, v))) = (
+                get(load, &me, "p99 µs"),
+                best_peer(load, scheme, "p99 µs", false),
+            ) {
+                out.push(format!(
+                    "- {load}: wsrelay {scheme} paced p99 ≤ best peer's ({p} {scheme}, {} µs): {} µs — {}",
+                    micros(v),
+                    micros(w),
+                    verdict(w <= v)
+                ));
+            }
+        }
+    }
+    if let Some(load) = load_of(g, "throughput") {
+        for (scheme, want) in [("ws", 0.9), ("wss", 0.6)] {
+            let me = format!("wsrelay-{scheme}");
+            if let (Some(w), Some(d)) = (get(load, &me, "MB/s"), get(load, baseline, "MB/s")) {
+                let r = w / d;
+                out.push(format!(
+                    "- {load}: wsrelay {scheme} 64 KiB MB/s ≥ {want}× direct: {r:.2}× — {}",
+                    verdict(r >= want)
+                ));
+            }
+        }
     }
     out
 }
@@ -659,6 +814,55 @@ mod tests {
         );
         let text = render(&[hold("wsrelay-wss", 20.0, 24.0)], "direct", true);
         assert!(!text.contains("wsrelay h2"), "{text}");
+    }
+
+    #[test]
+    fn relay_bound_load_is_checked_against_the_best_peer_with_its_spread() {
+        let bound = |target: &str, msgs: f64, cpu_us: f64, load_side: f64| RunResult {
+            mode: "closed".into(),
+            load: "bound".into(),
+            target: target.into(),
+            connections: 50,
+            size: 64,
+            msgs_per_s: msgs,
+            cpu_us_per_msg: Some(cpu_us),
+            self_cpu_pct: Some(load_side - 10.0),
+            backend_cpu_pct: Some(10.0),
+            ..RunResult::default()
+        };
+        let runs = vec![
+            bound("wsrelay-ws", 20_000.0, 15.0, 50.0),
+            bound("nginx-ws", 18_000.0, 16.0, 45.0),
+            bound("scg-ws", 9_000.0, 33.0, 30.0),
+            bound("wsrelay-ws", 21_000.0, 14.0, 52.0),
+            bound("nginx-ws", 18_500.0, 16.5, 46.0),
+            bound("scg-ws", 9_500.0, 32.0, 31.0),
+            bound("wsrelay-ws", 19_000.0, 16.0, 85.0),
+            bound("nginx-ws", 17_500.0, 15.5, 44.0),
+            bound("scg-ws", 9_200.0, 31.0, 30.0),
+        ];
+        let text = render(&runs, "direct", true);
+        assert!(
+            text.contains("| relay-bound closed-loop echo (target under a cgroup CPU quota), 64 B, 50 connections (median of 3) | msgs/s |"),
+            "{text}"
+        );
+        // median 15.00 over 14.00–16.00
+        assert!(text.contains("| 15.00 [14.00–16.00] |"), "{text}");
+        // nginx is the best peer on CPU (16.00 beats scg's 32.00): 15 / 16 = 0.94
+        assert!(
+            text.contains("- bound: wsrelay ws CPU per message ≤ 0.9× best peer's (nginx ws, 16.00 µs): 15.00 µs, 0.94× — MISSED"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "- bound: wsrelay ws relay-bound msgs/s ≥ 1.05× best peer (nginx ws): 1.11× — met"
+            ),
+            "{text}"
+        );
+        // the median load side of wsrelay-ws is 52 %: below 80 % although one run reached 85 %
+        assert!(text.contains("at most 52 % (wsrelay-ws) — met"), "{text}");
+        // the bound load is not taken for the closed load's issue 7 checks
+        assert!(!text.contains("≥ 0.85× direct"), "{text}");
     }
 
     #[test]
