@@ -254,7 +254,7 @@ fn rows(mode: &str) -> Vec<Row> {
                 value: |r| Some(r.mb_per_s),
                 show: one_decimal,
                 ratio: true,
-                spread: false,
+                spread: true,
             },
             Row {
                 label: "msgs/s",
