@@ -18,6 +18,10 @@
 #   TARGETS ["direct wsrelay-ws wsrelay-wss nginx-ws nginx-wss haproxy-ws haproxy-wss"]
 #                              also: scg-ws scg-wss (Spring Cloud Gateway on the JVM; not in the
 #                              default list: add them, e.g. TARGETS="direct ... scg-ws scg-wss")
+#                              and scg-lb-ws: a third gateway JVM whose route is lb:ws://DISCOVERABLECLIENT
+#                              (Spring profile lb), resolved through the real Eureka server
+#                              (interop/eureka-server, in which this script registers the echo
+#                              backend with curl); measured in the closed load only (one row)
 #                              and wsrelay-h2: the wsrelay-wss agent and port, its sessions
 #                              WebSockets over HTTP/2 (RFC 8441, extended CONNECT streams, H2_STREAMS
 #                              per TCP + TLS connection); not in the default list, e.g.
@@ -36,10 +40,12 @@
 #   PIN [1]                    pin with taskset (skipped where it fails; PIN=0 never pins)
 #   RELAY_CPU [0], LOAD_CPU [1]   CPUs for the relay under test, and for the load generator
 #                                 plus the echo backend
-#   PORT_BASE [20100]          first of 9 loopback TCP ports used
+#   PORT_BASE [20100]          first of 9 loopback TCP ports used (and PORT_BASE+11, the Eureka
+#                              server, and PORT_BASE+12, the scg-lb-ws gateway, when scg-lb-ws runs)
 #   OUT [target/bench/DATE]    where configs, logs, results.jsonl and report.md go
 #   SKIP_BUILD [0], SKIP_INSTALL [0]   (the build: cargo, and Maven for interop/scg-gateway
-#                                      when an scg target is in TARGETS)
+#                                      when an scg target is in TARGETS, plus
+#                                      interop/eureka-server for scg-lb-ws)
 #   WSRELAY, BENCH [target/release/wsrelay, target/release/wsrelay-bench]   binaries to use
 #
 # Everything listens on 127.0.0.1 only. Every process this script starts is stopped by PID on
@@ -79,8 +85,13 @@ SKIP_INSTALL=${SKIP_INSTALL:-0}
 SCG_HEAP=${SCG_HEAP:-512m}
 JAVA=${JAVA:-/usr/bin/java}
 # Spring Cloud Gateway (two JVMs) starts only when an scg target is asked for.
+# scg-lb-ws adds the Eureka server and a third gateway JVM.
 SCG=0
-for t in $TARGETS; do [[ $t == scg-* ]] && SCG=1; done
+SCG_LB=0
+for t in $TARGETS; do
+  [[ $t == scg-* ]] && SCG=1
+  [[ $t == scg-lb-ws ]] && SCG_LB=1
+done
 
 ECHO_PORT=$PORT_BASE
 WSR_WS_PORT=$((PORT_BASE + 1))
@@ -91,6 +102,8 @@ HAP_WS_PORT=$((PORT_BASE + 5))
 HAP_WSS_PORT=$((PORT_BASE + 6))
 SCG_WS_PORT=$((PORT_BASE + 7))
 SCG_WSS_PORT=$((PORT_BASE + 8))
+EUREKA_PORT=$((PORT_BASE + 11))
+SCG_LB_PORT=$((PORT_BASE + 12))
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
@@ -131,6 +144,7 @@ if [[ $SKIP_INSTALL != 1 ]]; then
     [[ -x $JAVA ]] || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || missing+=(maven)
   fi
+  if [[ $SCG_LB == 1 ]]; then command -v curl >/dev/null || missing+=(curl); fi
   if ((${#missing[@]})); then
     SUDO=()
     if [[ $(id -u) != 0 ]]; then
@@ -155,21 +169,30 @@ WSRELAY=${WSRELAY:-$TARGET_DIR/release/wsrelay}
 BENCH=${BENCH:-$TARGET_DIR/release/wsrelay-bench}
 [[ -x $WSRELAY && -x $BENCH ]] || die "missing $WSRELAY or $BENCH (build with cargo build --release)"
 SCG_JAR=$ROOT/interop/scg-gateway/target/scg-gateway.jar
+EUREKA_JAR=$ROOT/interop/eureka-server/target/eureka-server.jar
 if [[ $SCG == 1 ]]; then
   [[ -x $JAVA ]] || die "no Java at $JAVA (set JAVA; Spring Boot 4 needs Java 17+)"
+  MVN_MODULES=scg-gateway
+  [[ $SCG_LB == 1 ]] && MVN_MODULES=scg-gateway,eureka-server
   if [[ $SKIP_BUILD != 1 ]]; then
     command -v mvn >/dev/null || die "Maven (mvn) is not installed"
-    log "building the Spring Cloud Gateway target (mvn package -pl scg-gateway)"
-    (cd interop && mvn -q -B package -DskipTests -pl scg-gateway -am)
+    log "building the Spring Cloud Gateway target (mvn package -pl $MVN_MODULES)"
+    (cd interop && mvn -q -B package -DskipTests -pl "$MVN_MODULES" -am)
   fi
-  [[ -f $SCG_JAR ]] || die "missing $SCG_JAR (build with: cd interop && mvn -B package -pl scg-gateway -am)"
+  [[ -f $SCG_JAR ]] || die "missing $SCG_JAR (build with: cd interop && mvn -B package -pl $MVN_MODULES -am)"
+  if [[ $SCG_LB == 1 ]]; then
+    command -v curl >/dev/null || die "curl is not installed (scg-lb-ws registers the echo backend in Eureka with it)"
+    [[ -f $EUREKA_JAR ]] || die "missing $EUREKA_JAR (build with: cd interop && mvn -B package -pl $MVN_MODULES -am)"
+  fi
 fi
 
 mkdir -p "$OUT"/{tls,nginx,logs}
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
-for p in $ECHO_PORT $WSR_WS_PORT $WSR_WSS_PORT $NGX_WS_PORT $NGX_WSS_PORT $HAP_WS_PORT $HAP_WSS_PORT $SCG_WS_PORT $SCG_WSS_PORT; do
+PORTS=($ECHO_PORT $WSR_WS_PORT $WSR_WSS_PORT $NGX_WS_PORT $NGX_WSS_PORT $HAP_WS_PORT $HAP_WSS_PORT $SCG_WS_PORT $SCG_WSS_PORT)
+[[ $SCG_LB == 1 ]] && PORTS+=("$EUREKA_PORT" "$SCG_LB_PORT")
+for p in "${PORTS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p is already in use; set PORT_BASE"
   fi
@@ -443,14 +466,66 @@ start_scg_wss() { # [warm-up: 1 (default) or 0]
   wait_port "$SCG_WSS_PORT" "$SCG_WSS_PID" scg-wss 1200
   [[ ${1:-1} == 0 ]] || scg_warmup "wss://127.0.0.1:$SCG_WSS_PORT$GW_PATH" scg-wss
 }
+# --- scg-lb-ws: the real Eureka server, the echo backend registered in it, and a gateway whose
+# route is lb:ws://DISCOVERABLECLIENT (profile lb; interop/scg-gateway's application.yml) -------
+# The Eureka server is infrastructure, not measured: it runs beside the load generator (LOAD_CPU)
+# with a small heap; once the gateway has the registry it is asked only every 2 s (registry fetch).
+EUREKA_URL=http://127.0.0.1:$EUREKA_PORT/eureka
+start_eureka() {
+  "${PIN_LOAD[@]}" "$JAVA" -Xms128m -Xmx256m -XX:+UseSerialGC -XX:ActiveProcessorCount=1 \
+    -XX:+ExitOnOutOfMemoryError -jar "$EUREKA_JAR" --server.port="$EUREKA_PORT" >>"$OUT/logs/eureka.log" 2>&1 &
+  EUREKA_PID=$!
+  PIDS+=("$EUREKA_PID")
+  wait_port "$EUREKA_PORT" "$EUREKA_PID" eureka 1200
+}
+# The echo backend as Zowe's discoverable client, through Eureka's REST API (it is not a Spring
+# app and does not register itself). No heartbeats are sent: the lease lasts a day, so the
+# server's eviction (every second, self-preservation off: interop/eureka-server) never drops it.
+register_echo() {
+  local code instance_id="127.0.0.1:discoverableclient:$ECHO_PORT"
+  cat >"$OUT/eureka-instance.json" <<EOF
+{"instance": {
+  "instanceId": "$instance_id", "app": "DISCOVERABLECLIENT", "vipAddress": "discoverableclient",
+  "hostName": "127.0.0.1", "ipAddr": "127.0.0.1", "status": "UP",
+  "port": {"\$": $ECHO_PORT, "@enabled": "true"}, "securePort": {"\$": 443, "@enabled": "false"},
+  "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo\$DefaultDataCenterInfo", "name": "MyOwn"},
+  "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 86400}
+}}
+EOF
+  code=$(curl -s -o "$OUT/logs/eureka-register.log" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data-binary "@$OUT/eureka-instance.json" "$EUREKA_URL/apps/DISCOVERABLECLIENT") || code=000
+  [[ $code == 204 ]] || die "Eureka answered $code to the echo backend's registration (want 204); see $OUT/logs/eureka.log"
+  log "echo backend registered in Eureka as DISCOVERABLECLIENT ($instance_id)"
+}
+start_scg_lb() { # [warm-up: 1 (default) or 0]
+  local i
+  "${PIN_RELAY[@]}" "$JAVA" "${SCG_JVM[@]}" -jar "$SCG_JAR" --server.port="$SCG_LB_PORT" \
+    --spring.profiles.active=lb --scg.eureka-uri="$EUREKA_URL/" >>"$OUT/logs/scg-lb-ws.log" 2>&1 &
+  SCG_LB_PID=$!
+  PIDS+=("$SCG_LB_PID")
+  wait_port "$SCG_LB_PORT" "$SCG_LB_PID" scg-lb-ws 1200
+  # The port opens before the Eureka client's first fetch reached the load balancer: 503 until then.
+  for i in $(seq 120); do
+    "${PIN_LOAD[@]}" "$BENCH" closed --url "ws://127.0.0.1:$SCG_LB_PORT$GW_PATH" --connections 2 --duration 200ms \
+      --warmup 0s >/dev/null 2>"$OUT/logs/scg-lb-ws-route.log" && break
+    kill -0 "$SCG_LB_PID" 2>/dev/null || die "scg-lb-ws exited; see $OUT/logs/scg-lb-ws.log"
+    ((i < 120)) || die "scg-lb-ws does not route to DISCOVERABLECLIENT 60 s after it listens: $(tail -n 1 "$OUT/logs/scg-lb-ws-route.log"); see $OUT/logs/scg-lb-ws.log and $EUREKA_URL/apps"
+    sleep 0.5
+  done
+  log "scg-lb-ws routes lb:ws://DISCOVERABLECLIENT (after $((i / 2)) s)"
+  [[ ${1:-1} == 0 ]] || scg_warmup "ws://127.0.0.1:$SCG_LB_PORT$GW_PATH" scg-lb-ws
+}
 GW_PATH=/ws/v1/discoverableclient/echo # wsrelay: v1 form → /discoverableclient/ws/echo
 SCG_WS_PID=""
 SCG_WSS_PID=""
+SCG_LB_PID=""
+EUREKA_PID=""
 if [[ $SCG == 1 ]]; then
   for t in $TARGETS; do
     case $t in
       scg-ws) start_scg_ws ;;
       scg-wss) start_scg_wss ;;
+      scg-lb-ws) start_eureka; register_echo; start_scg_lb ;;
     esac
   done
 fi
@@ -471,6 +546,7 @@ restart_target() {
     # no JIT warm-up before a hold: it measures memory from the fresh process's baseline
     scg-ws) stop_pid "$SCG_WS_PID"; start_scg_ws 0 ;;
     scg-wss) stop_pid "$SCG_WSS_PID"; start_scg_wss 0 ;;
+    scg-lb-ws) stop_pid "$SCG_LB_PID"; start_scg_lb 0 ;; # Eureka and the registration stay
   esac
 }
 
@@ -486,6 +562,7 @@ target_url() {
     haproxy-wss) echo "wss://127.0.0.1:$HAP_WSS_PORT$GW_PATH" ;;
     scg-ws) echo "ws://127.0.0.1:$SCG_WS_PORT$GW_PATH" ;;
     scg-wss) echo "wss://127.0.0.1:$SCG_WSS_PORT$GW_PATH" ;;
+    scg-lb-ws) echo "ws://127.0.0.1:$SCG_LB_PORT$GW_PATH" ;;
     *) die "unknown target $1" ;;
   esac
 }
@@ -498,6 +575,7 @@ target_pid() {
     haproxy-*) echo "$HAP_PID" ;;
     scg-ws) echo "$SCG_WS_PID" ;; # the JVM itself (nice and taskset exec it)
     scg-wss) echo "$SCG_WSS_PID" ;;
+    scg-lb-ws) echo "$SCG_LB_PID" ;;
   esac
 }
 # Load generator options a target needs besides its URL, into the array TARGET_OPTS.
@@ -513,6 +591,12 @@ run_one() { # load target
   local load=$1 t=$2 args
   if [[ $load == bound && $t == direct ]]; then
     return 0 # no relay to cap: the echo backend shares the load side's CPU
+  fi
+  # scg-lb-ws is one closed-loop row (issue 18): the load balancer acts once per handshake, so the
+  # other timed loads would repeat scg-ws, and a hold would restart Eureka's client with the JVM.
+  if [[ $t == scg-lb-ws && $load != closed ]]; then
+    log "scg-lb-ws: skipping the $load load (measured in the closed load only)"
+    return 0
   fi
   target_opts "$t"
   if [[ $load == hold ]]; then
@@ -583,6 +667,9 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "settings: $PINNING; 1 worker/thread each (wsrelay TOKIO_WORKER_THREADS=1, nginx worker_processes 1, HAProxy nbthread 1); TLS 1.3, ECDSA P-256 certificate, no session resumption"
   if [[ $SCG == 1 ]]; then
     echo "Spring Cloud Gateway: $(unzip -Z1 "$SCG_JAR" 2>/dev/null | sed -n 's#^BOOT-INF/lib/spring-cloud-gateway-server-webflux-\(.*\)\.jar$#gateway server webflux \1#p; s#^BOOT-INF/lib/spring-boot-\([0-9][^/]*\)\.jar$#Spring Boot \1#p; s#^BOOT-INF/lib/reactor-netty-http-\(.*\)\.jar$#Reactor Netty \1#p' | paste -sd, - | sed 's/,/, /g'), $("$JAVA" -version 2>&1 | head -n1); JVM ${SCG_JVM[*]}; JIT warm-up ${SCG_WARMUP}s closed-loop + 5s pipelined after each start (none before a hold)"
+  fi
+  if [[ $SCG_LB == 1 ]]; then
+    echo "scg-lb-ws: a third gateway JVM (same flags and warm-up), Spring profile lb: route lb:ws://DISCOVERABLECLIENT resolved by Spring Cloud LoadBalancer from the real Eureka server (interop/eureka-server, $(unzip -Z1 "$EUREKA_JAR" 2>/dev/null | sed -n 's#^BOOT-INF/lib/eureka-core-\([0-9][^/]*\)\.jar$#Eureka \1#p'); registry fetch every 2 s, LoadBalancer cache 2 s), the echo backend registered there via Eureka's REST API; closed load only"
   fi
   if [[ " $TARGETS " == *" wsrelay-h2 "* ]]; then
     echo "wsrelay-h2: the wsrelay-wss agent; sessions are WebSockets over HTTP/2 (RFC 8441 extended CONNECT), $H2_STREAMS streams per TCP + TLS connection (ALPN h2)"
