@@ -828,4 +828,56 @@ mod tests {
         assert_eq!(client.read(&mut b).await.unwrap(), 0);
         assert_eq!(client.buffered_capacity(), 0);
     }
+
+    /// A client certificate the listener refuses fails the handshake with an error (and the
+    /// alert), not a panic: the client's `CertificateVerify` and `Finished` arrive with the
+    /// refused `Certificate` and are still pending in rustls when the alert is encoded.
+    #[tokio::test]
+    async fn a_refused_client_certificate_is_an_error_not_a_panic() {
+        use rustls_pki_types::pem::PemObject;
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ck = certified_key_from_pem(&cert, &key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &cert).unwrap();
+        // Client certificates must verify against `cert`; the client sends another one.
+        let auth = crate::config::ClientAuth::Required(ca.clone());
+        let server =
+            crate::tls::server_config_with_client_auth(Arc::new(CertStore::new(ck)), &auth)
+                .unwrap();
+        let (other_cert, other_key) = self_signed_pem(&["client"]).unwrap();
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(other_cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(other_key.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(
+            rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap),
+        );
+        let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (server, _client) = tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await?;
+                accept(tcp, Arc::new(server)).await
+            },
+            async {
+                let tcp = TcpStream::connect(addr).await?;
+                let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                    .connect(localhost(), tcp)
+                    .await?;
+                // TLS 1.3: the client learns of the refusal on its first read.
+                let mut b = [0u8; 1];
+                tls.read(&mut b).await
+            }
+        );
+        let e = server.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
 }
