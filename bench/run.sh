@@ -26,6 +26,10 @@
 #                              WebSockets over HTTP/2 (RFC 8441, extended CONNECT streams, H2_STREAMS
 #                              per TCP + TLS connection); not in the default list, e.g.
 #                              TARGETS="wsrelay-wss wsrelay-h2"
+#                              and wsrelay-wss-wss: TLS on both legs, a third agent (TLS listener)
+#                              whose registry names a second echo backend serving wss
+#                              (securePort enabled, the bench CA trusted through upstream.ca_file);
+#                              not in the default list, e.g. TARGETS="wsrelay-wss wsrelay-wss-wss"
 #   H2_STREAMS [100]           sessions (streams) per HTTP/2 connection of wsrelay-h2 (at most
 #                              wsrelay's tls.http2_max_streams, 100 by default)
 #   SCG_WARMUP [60, *20]       seconds of closed-loop load on each Spring Cloud Gateway JVM after
@@ -40,8 +44,9 @@
 #   PIN [1]                    pin with taskset (skipped where it fails; PIN=0 never pins)
 #   RELAY_CPU [0], LOAD_CPU [1]   CPUs for the relay under test, and for the load generator
 #                                 plus the echo backend
-#   PORT_BASE [20100]          first of 9 loopback TCP ports used (and PORT_BASE+11, the Eureka
-#                              server, and PORT_BASE+12, the scg-lb-ws gateway, when scg-lb-ws runs)
+#   PORT_BASE [20100]          first of 11 loopback TCP ports used (PORT_BASE+9 and +10 by
+#                              wsrelay-wss-wss), and PORT_BASE+11, the Eureka server, and
+#                              PORT_BASE+12, the scg-lb-ws gateway, when scg-lb-ws runs
 #   OUT [target/bench/DATE]    where configs, logs, results.jsonl and report.md go
 #   SKIP_BUILD [0], SKIP_INSTALL [0]   (the build: cargo, and Maven for interop/scg-gateway
 #                                      when an scg target is in TARGETS, plus
@@ -84,13 +89,16 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 SCG_HEAP=${SCG_HEAP:-512m}
 JAVA=${JAVA:-/usr/bin/java}
-# Spring Cloud Gateway (two JVMs) starts only when an scg target is asked for.
-# scg-lb-ws adds the Eureka server and a third gateway JVM.
+# Spring Cloud Gateway (two JVMs) starts only when an scg target is asked for; scg-lb-ws adds
+# the Eureka server and a third gateway JVM; wsrelay-wss-wss starts the TLS echo backend and a
+# third agent.
 SCG=0
 SCG_LB=0
+WSS_WSS=0
 for t in $TARGETS; do
   [[ $t == scg-* ]] && SCG=1
   [[ $t == scg-lb-ws ]] && SCG_LB=1
+  [[ $t == wsrelay-wss-wss ]] && WSS_WSS=1
 done
 
 ECHO_PORT=$PORT_BASE
@@ -102,6 +110,8 @@ HAP_WS_PORT=$((PORT_BASE + 5))
 HAP_WSS_PORT=$((PORT_BASE + 6))
 SCG_WS_PORT=$((PORT_BASE + 7))
 SCG_WSS_PORT=$((PORT_BASE + 8))
+ECHO_TLS_PORT=$((PORT_BASE + 9))
+WSR_WSS_WSS_PORT=$((PORT_BASE + 10))
 EUREKA_PORT=$((PORT_BASE + 11))
 SCG_LB_PORT=$((PORT_BASE + 12))
 
@@ -190,7 +200,8 @@ mkdir -p "$OUT"/{tls,nginx,logs}
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
-PORTS=($ECHO_PORT $WSR_WS_PORT $WSR_WSS_PORT $NGX_WS_PORT $NGX_WSS_PORT $HAP_WS_PORT $HAP_WSS_PORT $SCG_WS_PORT $SCG_WSS_PORT)
+PORTS=($ECHO_PORT $WSR_WS_PORT $WSR_WSS_PORT $NGX_WS_PORT $NGX_WSS_PORT $HAP_WS_PORT $HAP_WSS_PORT $SCG_WS_PORT $SCG_WSS_PORT
+  $ECHO_TLS_PORT $WSR_WSS_WSS_PORT)
 [[ $SCG_LB == 1 ]] && PORTS+=("$EUREKA_PORT" "$SCG_LB_PORT")
 for p in "${PORTS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -320,13 +331,13 @@ wait_port "$ECHO_PORT" "$ECHO_PID" echo
 # --- wsrelay: a registry file naming the echo backend, one process for ws, one for wss ----
 sed -e "s/10012/$ECHO_PORT/g" -e 's#<hostName>localhost</hostName>#<hostName>127.0.0.1</hostName>#' \
   examples/registry.xml >"$OUT/registry.xml"
-write_wsrelay_config() { # file port tls(true|false)
+write_wsrelay_config() { # file port tls(true|false) [registry file, default $OUT/registry.xml]
   {
     printf '[listen]\naddress = "127.0.0.1:%s"\n\n[tls]\nenabled = %s\n' "$2" "$3"
     if [[ $3 == true ]]; then
       printf 'cert = "%s"\nkey = "%s"\n' "$OUT/tls/tls.crt" "$OUT/tls/tls.key"
     fi
-    printf '\n[registry]\nfile = "%s"\nrefresh_interval = "1h"\n\n[log]\nlevel = "warn"\n' "$OUT/registry.xml"
+    printf '\n[registry]\nfile = "%s"\nrefresh_interval = "1h"\n\n[log]\nlevel = "warn"\n' "${4:-$OUT/registry.xml}"
   } >"$1"
 }
 write_wsrelay_config "$OUT/wsrelay-ws.toml" "$WSR_WS_PORT" false
@@ -345,6 +356,38 @@ start_wsrelay_wss() {
 }
 start_wsrelay_ws
 start_wsrelay_wss
+
+# --- wsrelay-wss-wss: TLS on both legs --------------------------------------------------------
+# A second echo backend serving wss with the bench certificate, and a third agent (TLS listener)
+# whose registry names it with securePort enabled (so the service leg is wss, verified against
+# the bench CA: upstream.ca_file; the leaf names 127.0.0.1, the instance's hostName).
+sed -e "s#<port enabled=\"true\">10012</port>#<port enabled=\"false\">$ECHO_TLS_PORT</port>#" \
+  -e "s#<securePort enabled=\"false\">10012</securePort>#<securePort enabled=\"true\">$ECHO_TLS_PORT</securePort>#" \
+  -e 's#<hostName>localhost</hostName>#<hostName>127.0.0.1</hostName>#' \
+  examples/registry.xml >"$OUT/registry-tls.xml"
+grep -q "<securePort enabled=\"true\">$ECHO_TLS_PORT<" "$OUT/registry-tls.xml" ||
+  die "examples/registry.xml changed: cannot enable securePort in $OUT/registry-tls.xml"
+write_wsrelay_config "$OUT/wsrelay-wss-wss.toml" "$WSR_WSS_WSS_PORT" true "$OUT/registry-tls.xml"
+printf '\n[upstream]\nca_file = "%s"\n' "$CA" >>"$OUT/wsrelay-wss-wss.toml"
+start_echo_tls() {
+  "${PIN_LOAD[@]}" "$BENCH" echo --listen "127.0.0.1:$ECHO_TLS_PORT" \
+    --cert "$OUT/tls/tls.crt" --key "$OUT/tls/tls.key" >>"$OUT/logs/echo-tls.log" 2>&1 &
+  ECHO_TLS_PID=$!
+  PIDS+=("$ECHO_TLS_PID")
+  wait_port "$ECHO_TLS_PORT" "$ECHO_TLS_PID" echo-tls
+}
+start_wsrelay_wss_wss() {
+  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-wss-wss.toml" >>"$OUT/logs/wsrelay-wss-wss.log" 2>&1 &
+  WSR_WSS_WSS_PID=$!
+  PIDS+=("$WSR_WSS_WSS_PID")
+  wait_port "$WSR_WSS_WSS_PORT" "$WSR_WSS_WSS_PID" wsrelay-wss-wss
+}
+ECHO_TLS_PID=""
+WSR_WSS_WSS_PID=""
+if [[ $WSS_WSS == 1 ]]; then
+  start_echo_tls
+  start_wsrelay_wss_wss
+fi
 
 # --- nginx: one worker, TLS 1.3, the same certificate -------------------------------------
 cat >"$OUT/nginx/nginx.conf" <<EOF
@@ -541,6 +584,7 @@ restart_target() {
       wait_port "$ECHO_PORT" "$ECHO_PID" echo ;;
     wsrelay-ws) stop_pid "$WSR_WS_PID"; start_wsrelay_ws ;;
     wsrelay-wss | wsrelay-h2) stop_pid "$WSR_WSS_PID"; start_wsrelay_wss ;;
+    wsrelay-wss-wss) stop_pid "$WSR_WSS_WSS_PID"; start_wsrelay_wss_wss ;;
     nginx-*) stop_pid "$NGX_PID"; start_nginx ;;
     haproxy-*) stop_pid "$HAP_PID"; start_haproxy ;;
     # no JIT warm-up before a hold: it measures memory from the fresh process's baseline
@@ -556,6 +600,7 @@ target_url() {
     direct) echo "ws://127.0.0.1:$ECHO_PORT/discoverableclient/ws/echo" ;;
     wsrelay-ws) echo "ws://127.0.0.1:$WSR_WS_PORT$GW_PATH" ;;
     wsrelay-wss | wsrelay-h2) echo "wss://127.0.0.1:$WSR_WSS_PORT$GW_PATH" ;;
+    wsrelay-wss-wss) echo "wss://127.0.0.1:$WSR_WSS_WSS_PORT$GW_PATH" ;;
     nginx-ws) echo "ws://127.0.0.1:$NGX_WS_PORT$GW_PATH" ;;
     nginx-wss) echo "wss://127.0.0.1:$NGX_WSS_PORT$GW_PATH" ;;
     haproxy-ws) echo "ws://127.0.0.1:$HAP_WS_PORT$GW_PATH" ;;
@@ -571,11 +616,19 @@ target_pid() {
     direct) echo "$ECHO_PID" ;;
     wsrelay-ws) echo "$WSR_WS_PID" ;;
     wsrelay-wss | wsrelay-h2) echo "$WSR_WSS_PID" ;;
+    wsrelay-wss-wss) echo "$WSR_WSS_WSS_PID" ;;
     nginx-*) echo "$NGX_WORKER" ;;
     haproxy-*) echo "$HAP_PID" ;;
     scg-ws) echo "$SCG_WS_PID" ;; # the JVM itself (nice and taskset exec it)
     scg-wss) echo "$SCG_WSS_PID" ;;
     scg-lb-ws) echo "$SCG_LB_PID" ;;
+  esac
+}
+# The echo backend behind a target, whose CPU time is reported as the backend's.
+target_backend_pid() {
+  case $1 in
+    wsrelay-wss-wss) echo "$ECHO_TLS_PID" ;;
+    *) echo "$ECHO_PID" ;;
   esac
 }
 # Load generator options a target needs besides its URL, into the array TARGET_OPTS.
@@ -606,7 +659,7 @@ run_one() { # load target
       --connections 2 --duration 200ms --warmup 0s >/dev/null 2>>"$OUT/logs/bench.log" || true
   fi
   args=(--url "$(target_url "$t")" --ca-file "$CA" "${TARGET_OPTS[@]}" --target "$t" --load "$load"
-    --watch-pid "$(target_pid "$t")" --backend-pid "$ECHO_PID")
+    --watch-pid "$(target_pid "$t")" --backend-pid "$(target_backend_pid "$t")")
   case $load in
     closed) args=(closed "${args[@]}" --connections 50 --size 64 --duration "$DURATION" --warmup "$WARMUP") ;;
     bound) args=(closed "${args[@]}" --connections 50 --size 64 --duration "$DURATION" --warmup "$WARMUP") ;;

@@ -253,7 +253,7 @@ fn spawn_upstream_tls_watch(
                 match upstream_tls(&config) {
                     Ok(tls) => {
                         let mut next = state::Settings::clone(&shared.settings.load());
-                        next.upstream.tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
+                        next.upstream.tls = Arc::new(tls);
                         shared.settings.store(Arc::new(next));
                         tracing::info!("upstream TLS material reloaded");
                     }
@@ -285,7 +285,7 @@ fn settings(config: &Config, client_tls: rustls::ClientConfig) -> state::Setting
         upstream: UpstreamSettings {
             connect_timeout: config.upstream.connect_timeout,
             handshake_timeout: config.upstream.handshake_timeout,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(client_tls)),
+            tls: Arc::new(client_tls),
             limits,
         },
         max_attempts: usize::try_from(config.upstream.max_attempts).unwrap_or(3),

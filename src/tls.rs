@@ -1,5 +1,6 @@
 //! TLS material: PEM loading (through `rustls-pki-types`' `PemObject`), the listener's
-//! certificate store, and the client configuration for `wss` upstreams.
+//! certificate store, and the client configuration for `wss` upstreams; the TLS stream both
+//! legs run on is [`stream`].
 //!
 //! The listener resolves its certificate through [`CertStore`], an `ArcSwap<CertifiedKey>`
 //! behind rustls' `ResolvesServerCert`: `resolve` does no I/O, it only loads an `Arc`, so a
@@ -8,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub mod stream;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;

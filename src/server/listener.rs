@@ -264,7 +264,7 @@ async fn connection(
         Some(config) => {
             let limit = shared.settings.load().handshake_timeout;
             // rustls' unbuffered API: no TLS buffer is held while the session is idle.
-            match tokio::time::timeout(limit, super::tls_stream::accept(tcp, config)).await {
+            match tokio::time::timeout(limit, crate::tls::stream::accept(tcp, config)).await {
                 Ok(Ok(stream)) => {
                     // The verified client certificate (mutual TLS), for Zowe's x509 scheme.
                     client.cert = stream.peer_leaf();

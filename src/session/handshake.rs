@@ -9,6 +9,7 @@
 //! own (permessage-deflate, RFC 7692, [`crate::ws::deflate`]), never passed through.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -425,8 +426,9 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Time for the service's answer to the upgrade.
     pub handshake_timeout: Duration,
-    /// TLS client for `wss` services.
-    pub tls: tokio_rustls::TlsConnector,
+    /// TLS client configuration for `wss` services (roots or verifier, resumption store);
+    /// the service leg runs on [`crate::tls::stream::connect`].
+    pub tls: Arc<rustls::ClientConfig>,
     /// Frame and message limits of the service leg.
     pub limits: crate::ws::leg::Limits,
 }
@@ -542,7 +544,8 @@ pub async fn connect(
             let name = rustls_pki_types::ServerName::try_from(ep.host.clone()).map_err(|_| {
                 HandshakeError::BadGateway(format!("{:?} is not a valid TLS server name", ep.host))
             })?;
-            let tls = match tokio::time::timeout(remaining, s.tls.connect(name, tcp)).await {
+            let tls = crate::tls::stream::connect(tcp, Arc::clone(&s.tls), name);
+            let tls = match tokio::time::timeout(remaining, tls).await {
                 Err(_) => {
                     return Err(HandshakeError::GatewayTimeout(format!(
                         "TLS handshake with {} timed out",

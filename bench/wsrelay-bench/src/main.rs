@@ -3,7 +3,7 @@
 //! Commands (each load prints one JSON object per run on stdout and one human line on stderr):
 //!
 //! - `echo`: a WebSocket echo backend (RFC 6455 server; text and binary messages are sent back
-//!   as they came, flushed when no further message is ready);
+//!   as they came, flushed when no further message is ready); `wss` with `--cert` and `--key`;
 //! - `closed`: closed-loop latency: N connections, each sends a message and waits for its echo
 //!   before sending the next; p50/p90/p99/p99.9 from an HDR histogram (3 significant digits);
 //! - `paced`: open-loop latency: a fixed total rate spread over N connections, latency measured
@@ -76,6 +76,12 @@ struct EchoArgs {
     /// Runtime worker threads (1 = a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// PEM certificate chain: serve `wss` (TLS) with it and `--key`.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 /// Where and how to connect, shared by every load.
@@ -239,7 +245,13 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Echo(a) => echo::run(a.listen).await,
+            Cmd::Echo(a) => {
+                let tls = a
+                    .cert
+                    .zip(a.key)
+                    .map(|(cert, key)| echo::TlsFiles { cert, key });
+                echo::run(a.listen, tls).await
+            }
             Cmd::Closed(a) => load::closed(a).await,
             Cmd::Paced(a) => load::paced(a).await,
             Cmd::Throughput(a) => load::throughput(a).await,

@@ -1,30 +1,37 @@
-//! The listener's TLS stream on rustls' unbuffered API: it holds no buffer while the
-//! connection is idle (issue 7).
+//! TLS streams on rustls' unbuffered API, for both legs: they hold no buffer while the
+//! connection is idle (issues 7 and 18).
 //!
-//! `tokio_rustls` drives rustls' buffered `ServerConnection`, whose record read buffer is
-//! resized to 4 KiB (and zero-filled) before every read and never given back, so every idle
-//! `wss` session kept 4 KiB for it. [`ServerTls`] uses `UnbufferedServerConnection` instead
-//! and owns its buffers: received ciphertext is kept only until it is processed, decrypted
-//! plaintext only until it is read, and encrypted output only until it is written. The TLS
-//! protocol itself (handshake, certificate resolver and hot reload, client authentication,
-//! key updates, alerts, `close_notify`) stays entirely in rustls.
+//! `tokio_rustls` drives rustls' buffered `ServerConnection` / `ClientConnection`, whose record
+//! read buffer is resized to 4 KiB (and zero-filled) before every read and never given back, so
+//! every idle session kept 4 KiB per TLS leg for it. [`TlsStream`] drives the unbuffered
+//! connections instead (`UnbufferedServerConnection` for the listener, [`ServerTls`];
+//! `UnbufferedClientConnection` for `wss` services, [`ClientTls`]) and owns its buffers:
+//! received ciphertext is kept only until it is processed, decrypted plaintext only until it
+//! is read, and encrypted output only until it is written. The TLS protocol itself
+//! (handshake, certificate resolver and hot reload, certificate verification, client
+//! authentication, key updates, session tickets, alerts, `close_notify`) stays entirely in
+//! rustls; one state machine serves both sides ([`Side`]).
 //!
-//! [`accept`] runs the handshake; [`ServerTls`] then implements tokio's `AsyncRead` and
-//! `AsyncWrite` for hyper and the relay. A write is taken once it is encrypted into the
-//! output (written out at once if the socket allows, else on the next write or flush); a
-//! flush writes everything out. A clean `close_notify` reads as end of stream; the transport
-//! ending inside a record is an `UnexpectedEof` error.
+//! [`accept`] and [`connect`] run the handshake; [`TlsStream`] then implements tokio's
+//! `AsyncRead` and `AsyncWrite` for hyper and the relay. A write is taken once it is encrypted
+//! into the output (written out at once if the socket allows, else on the next write or
+//! flush); a flush writes everything out. A clean `close_notify` reads as end of stream; the
+//! transport ending inside a record is an `UnexpectedEof` error.
 
 use std::io;
+use std::ops::DerefMut;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use rustls::server::UnbufferedServerConnection;
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedConnectionCommon,
+    UnbufferedStatus,
 };
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes asked of the socket per read (a TLS record is at most about 16 KiB).
@@ -36,10 +43,60 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// caller's write loop hands over the rest.
 pub const MAX_PLAINTEXT_PER_WRITE: usize = 64 * 1024;
 
-/// What the state machine waits for when [`ServerTls::advance`] returns.
+/// One side of a TLS connection on rustls' unbuffered API: the server
+/// (`UnbufferedServerConnection`, the listener) or the client (`UnbufferedClientConnection`,
+/// `wss` services). rustls defines `process_tls_records` once per side; this trait names it
+/// once, so [`TlsStream`] has one state machine for both.
+pub trait Side: DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> + Unpin {
+    /// rustls' per-side connection data (`ServerConnectionData` or `ClientConnectionData`).
+    type Data;
+    /// Who is at the other end, for error messages: `"client"` or `"server"`.
+    const PEER: &'static str;
+    /// Whether wsrelay is the server: the peer speaks first, so a peer that closes before
+    /// sending a byte is a TCP probe, not a failed handshake.
+    const SERVER: bool;
+    /// rustls' `process_tls_records` for this side: processes the records in `incoming` until
+    /// the connection reaches a new state.
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Side for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    const PEER: &'static str = "client";
+    const SERVER: bool = true;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
+        self.process_tls_records(incoming)
+    }
+}
+
+impl Side for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    const PEER: &'static str = "server";
+    const SERVER: bool = false;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
+        self.process_tls_records(incoming)
+    }
+}
+
+/// The listener's TLS stream: wsrelay is the server (see [`accept`]).
+pub type ServerTls<IO> = TlsStream<IO, UnbufferedServerConnection>;
+
+/// A `wss` service leg's TLS stream: wsrelay is the client (see [`connect`]).
+pub type ClientTls<IO> = TlsStream<IO, UnbufferedClientConnection>;
+
+/// What the state machine waits for when [`TlsStream::advance`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
-    /// The handshake needs more bytes from the client.
+    /// The handshake needs more bytes from the peer.
     Handshake,
     /// Nothing to do: application data may flow.
     Traffic,
@@ -47,10 +104,11 @@ enum Wait {
     Closed,
 }
 
-/// A server-side TLS connection over `IO` (see the module doc).
-pub struct ServerTls<IO> {
+/// A TLS connection over `IO`, wsrelay being side `C` ([`ServerTls`] or [`ClientTls`]; see
+/// the module doc).
+pub struct TlsStream<IO, C> {
     io: IO,
-    conn: UnbufferedServerConnection,
+    conn: C,
     /// Received ciphertext not yet processed; no allocation while empty.
     incoming: BytesMut,
     /// Encrypted output not yet written, from `out_pos`; no allocation once written.
@@ -58,12 +116,14 @@ pub struct ServerTls<IO> {
     out_pos: usize,
     /// Decrypted plaintext not yet read; no allocation once read.
     plain: BytesMut,
-    /// The client sent `close_notify` (clean end of its data).
+    /// The peer sent `close_notify` (clean end of its data).
     peer_closed: bool,
     /// The transport ended.
     eof: bool,
     /// Our `close_notify` is queued or sent.
     close_sent: bool,
+    /// rustls reported an error: the connection is unusable and rustls is not asked again.
+    failed: bool,
 }
 
 /// The room an encoder asked for, if that was its complaint.
@@ -115,15 +175,15 @@ fn append_with(
     }
 }
 
-impl<IO> ServerTls<IO> {
+impl<IO, C: Side> TlsStream<IO, C> {
     /// Plaintext read and not yet consumed, or output not yet written, in bytes (0 for an
     /// idle connection; the buffers' capacity is released with their contents).
     pub fn buffered_capacity(&self) -> usize {
         self.incoming.capacity() + self.outgoing.capacity() + self.plain.capacity()
     }
 
-    /// The DER of the client's certificate (the leaf), when the client authenticated with
-    /// one (the listener's client verifier checked it during the handshake).
+    /// The DER of the peer's certificate (the leaf): on the listener, the client's when it
+    /// authenticated with one (the listener's client verifier checked it during the handshake).
     pub fn peer_leaf(&self) -> Option<Arc<[u8]>> {
         self.conn
             .peer_certificates()
@@ -131,7 +191,7 @@ impl<IO> ServerTls<IO> {
             .map(|leaf| Arc::from(leaf.as_ref()))
     }
 
-    /// Whether the client chose HTTP/2 (ALPN `h2`, RFC 7301) in the handshake.
+    /// Whether the handshake agreed on HTTP/2 (ALPN `h2`, RFC 7301).
     pub fn alpn_h2(&self) -> bool {
         self.conn.alpn_protocol() == Some(b"h2".as_slice())
     }
@@ -147,13 +207,18 @@ impl<IO> ServerTls<IO> {
         close: bool,
     ) -> io::Result<(Wait, bool)> {
         let mut taken = app.is_empty();
+        if self.failed {
+            return Err(tls_error(rustls::Error::General(
+                "the TLS connection failed earlier".into(),
+            )));
+        }
         loop {
-            let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
+            let UnbufferedStatus { mut discard, state } = self.conn.process(&mut self.incoming);
             let state = match state {
                 Ok(s) => s,
                 Err(e) => {
                     self.discard(discard);
+                    self.failed = true;
                     self.encode_alert();
                     return Err(tls_error(e));
                 }
@@ -161,7 +226,13 @@ impl<IO> ServerTls<IO> {
             let wait = match state {
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(rec) = r.next_record() {
-                        let rec = rec.map_err(tls_error)?;
+                        let rec = match rec {
+                            Ok(rec) => rec,
+                            Err(e) => {
+                                self.failed = true;
+                                return Err(tls_error(e));
+                            }
+                        };
                         discard += rec.discard;
                         let mut payload = rec.payload;
                         if self.plain.is_empty() {
@@ -231,24 +302,28 @@ impl<IO> ServerTls<IO> {
     }
 
     /// After an error, encodes the alert rustls queued for the peer (it says why, e.g.
-    /// `protocol_version`), to be sent before the connection is dropped.
+    /// `protocol_version` or `bad_certificate`), to be sent before the connection is dropped.
+    ///
+    /// rustls is handed the received ciphertext as it stands, never an empty slice: handshake
+    /// messages that arrived after the failing one (a server's `Finished` after a
+    /// `Certificate` that failed verification) are still referenced by offset into it, and
+    /// rustls panics on an offset outside the slice it is given.
+    ///
+    /// One call only: the alert is the one message rustls has queued, and it hands it out
+    /// before it looks at the input again (which would process the rest of a bad input and
+    /// fail a second time).
     fn encode_alert(&mut self) {
-        for _ in 0..4 {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
-            match state {
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    let _ = append_with(&mut self.outgoing, 64, |buf| {
-                        e.encode(buf).map_err(room_for_encode)
-                    });
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
-                _ => return,
-            }
+        let UnbufferedStatus { discard, state } = self.conn.process(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
+            let _ = append_with(&mut self.outgoing, 64, |buf| {
+                e.encode(buf).map_err(room_for_encode)
+            });
         }
+        self.discard(discard);
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> TlsStream<IO, C> {
     /// Writes encrypted output until none is left; frees the buffer then.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         crate::ws::leg::poll_write_all(&mut self.io, cx, &mut self.outgoing, &mut self.out_pos)
@@ -260,6 +335,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
+                if self.incoming.is_empty() {
+                    self.incoming = BytesMut::new();
+                }
                 Poll::Ready(Ok(false))
             }
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
@@ -280,7 +358,31 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     config: Arc<rustls::ServerConfig>,
 ) -> io::Result<ServerTls<IO>> {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-    let mut tls = ServerTls {
+    handshake(io, conn).await
+}
+
+/// Runs the TLS handshake with the server `name` on `io` with `config` (trusted roots or a
+/// verifier, protocol versions, ALPN, resumption): the service leg of a `wss` service.
+///
+/// # Errors
+/// The rustls error for a failed handshake (`InvalidData`; e.g. `invalid peer certificate:
+/// UnknownIssuer`), `UnexpectedEof` when the server closes during it, or the transport's
+/// error. The caller bounds the time it may take.
+pub async fn connect<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+) -> io::Result<ClientTls<IO>> {
+    let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
+    handshake(io, conn).await
+}
+
+/// Drives `conn`'s handshake on `io` until application data may flow.
+async fn handshake<IO: AsyncRead + AsyncWrite + Unpin, C: Side>(
+    io: IO,
+    conn: C,
+) -> io::Result<TlsStream<IO, C>> {
+    let mut tls = TlsStream {
         io,
         conn,
         incoming: BytesMut::new(),
@@ -290,9 +392,10 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
         peer_closed: false,
         eof: false,
         close_sent: false,
+        failed: false,
     };
     // A client that closes before sending a byte (a TCP probe) is told apart from one that
-    // leaves during the handshake.
+    // leaves during the handshake (a server speaks only after the client did).
     let mut received = false;
     std::future::poll_fn(|cx| loop {
         let wait = match tls.advance(None, &[], false) {
@@ -309,7 +412,7 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
             Wait::Closed => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             Wait::Handshake => {
                 if tls.peer_closed || !ready!(tls.poll_receive(cx))? {
-                    if !received {
+                    if !received && C::SERVER {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::NotConnected,
                             "the client closed before the TLS handshake began",
@@ -317,7 +420,7 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
                     }
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "the client left during the TLS handshake",
+                        format!("the {} left during the TLS handshake", C::PEER),
                     )));
                 }
                 received = true;
@@ -328,7 +431,7 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     Ok(tls)
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> AsyncRead for TlsStream<IO, C> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -368,6 +471,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
                 continue;
             }
             if this.peer_closed || wait == Wait::Closed {
+                if this.incoming.is_empty() {
+                    this.incoming = BytesMut::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -387,7 +493,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTls<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Side> AsyncWrite for TlsStream<IO, C> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -438,11 +544,12 @@ mod tests {
     use crate::tls::{certified_key_from_pem, self_signed_pem, server_config, CertStore};
     use futures_util::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-    use tokio_rustls::client::TlsStream;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::client::TlsStream as RustlsClient;
 
     /// A handshaken pair over an in-memory pipe: (wsrelay's server side, a tokio-rustls
     /// client that trusts the server's self-signed certificate).
-    async fn pair() -> (ServerTls<DuplexStream>, TlsStream<DuplexStream>) {
+    async fn pair() -> (ServerTls<DuplexStream>, RustlsClient<DuplexStream>) {
         let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
         let ck = certified_key_from_pem(&cert, &key).unwrap();
         let server = Arc::new(server_config(Arc::new(CertStore::new(ck))).unwrap());
@@ -569,5 +676,208 @@ mod tests {
         let mut b = [0u8; 16];
         let e = server.read(&mut b).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    /// A tokio-rustls server on 127.0.0.1:0 with a self-signed certificate for `localhost`
+    /// that echoes what it reads and answers `close_notify` with its own; returns its address
+    /// and the certificate (PEM) to trust.
+    async fn rustls_echo_server() -> (std::net::SocketAddr, String) {
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ck = certified_key_from_pem(&cert, &key).unwrap();
+        let config = server_config(Arc::new(CertStore::new(ck))).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let (mut r, mut w) = tokio::io::split(tls);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                    let _ = w.shutdown().await;
+                });
+            }
+        });
+        (addr, cert)
+    }
+
+    /// A client configuration that trusts `cert` (PEM) only.
+    fn trusting(cert: &str) -> Arc<rustls::ClientConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert).unwrap();
+        Arc::new(crate::tls::upstream_client_config(Some(&ca), false).unwrap())
+    }
+
+    fn localhost() -> ServerName<'static> {
+        ServerName::try_from("localhost").unwrap()
+    }
+
+    /// Issue 18: the client side against a real rustls server over TCP: a 1 MiB message
+    /// echoed in full, an idle stream holding no buffer, `close_notify` read as the end.
+    #[tokio::test]
+    async fn the_client_side_echoes_a_large_message_and_reads_close_notify_as_the_end() {
+        let (addr, cert) = rustls_echo_server().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let client = connect(tcp, trusting(&cert), localhost()).await.unwrap();
+        let data: Vec<u8> = (0..1usize << 20).map(|i| (i % 251) as u8).collect();
+        let mut got = vec![0u8; data.len()];
+        let (mut r, mut w) = tokio::io::split(client);
+        let (sent, read) = tokio::join!(
+            async {
+                w.write_all(&data).await?;
+                w.flush().await
+            },
+            r.read_exact(&mut got)
+        );
+        sent.unwrap();
+        read.unwrap();
+        assert!(got == data, "the echo differs from the 1 MiB sent");
+        let mut client = r.unsplit(w);
+        // Nothing more to read: the stream waits holding no buffer (the session tickets a
+        // TLS 1.3 server sends after the handshake were processed and dropped).
+        let mut b = [0u8; 16];
+        assert!(client.read(&mut b).now_or_never().is_none());
+        assert_eq!(client.buffered_capacity(), 0);
+        client.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut b).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_client_side_refuses_an_untrusted_or_misnamed_certificate() {
+        let (addr, cert) = rustls_echo_server().await;
+        // A CA that did not sign the server's certificate.
+        let (other, _) = self_signed_pem(&["localhost"]).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let e = connect(tcp, trusting(&other), localhost())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+        // The right CA, the wrong name.
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("other.example").unwrap();
+        let e = connect(tcp, trusting(&cert), name).await.err().unwrap();
+        assert!(e.to_string().contains("not valid for name"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_leaves_during_the_handshake_is_an_unexpected_eof() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Reads the ClientHello, then closes.
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut b = [0u8; 512];
+            let _ = tcp.read(&mut b).await;
+        });
+        let (cert, _) = self_signed_pem(&["localhost"]).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let e = connect(tcp, trusting(&cert), localhost())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        assert!(e.to_string().contains("server left"), "{e}");
+    }
+
+    /// Both sides on this module over TCP: data both ways, then the close both ways.
+    #[tokio::test]
+    async fn both_sides_of_this_module_talk_to_each_other() {
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ck = certified_key_from_pem(&cert, &key).unwrap();
+        let config = Arc::new(server_config(Arc::new(CertStore::new(ck))).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (server, client) = tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await?;
+                accept(tcp, config).await
+            },
+            async {
+                let tcp = TcpStream::connect(addr).await?;
+                connect(tcp, trusting(&cert), localhost()).await
+            }
+        );
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let data = vec![7u8; 100_000];
+        let mut got = vec![0u8; data.len()];
+        let (w, r) = tokio::join!(client.write_all(&data), server.read_exact(&mut got));
+        w.unwrap();
+        r.unwrap();
+        client.flush().await.unwrap();
+        assert!(got == data);
+        let (w, r) = tokio::join!(
+            async {
+                server.write_all(b"pong").await?;
+                server.flush().await
+            },
+            client.read_exact(&mut got[..4])
+        );
+        w.unwrap();
+        r.unwrap();
+        assert_eq!(&got[..4], b"pong");
+        client.shutdown().await.unwrap();
+        let mut b = [0u8; 4];
+        assert_eq!(server.read(&mut b).await.unwrap(), 0);
+        server.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut b).await.unwrap(), 0);
+        assert_eq!(client.buffered_capacity(), 0);
+    }
+
+    /// A client certificate the listener refuses fails the handshake with an error (and the
+    /// alert), not a panic: the client's `CertificateVerify` and `Finished` arrive with the
+    /// refused `Certificate` and are still pending in rustls when the alert is encoded.
+    #[tokio::test]
+    async fn a_refused_client_certificate_is_an_error_not_a_panic() {
+        use rustls_pki_types::pem::PemObject;
+        let (cert, key) = self_signed_pem(&["localhost"]).unwrap();
+        let ck = certified_key_from_pem(&cert, &key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &cert).unwrap();
+        // Client certificates must verify against `cert`; the client sends another one.
+        let auth = crate::config::ClientAuth::Required(ca.clone());
+        let server =
+            crate::tls::server_config_with_client_auth(Arc::new(CertStore::new(ck)), &auth)
+                .unwrap();
+        let (other_cert, other_key) = self_signed_pem(&["client"]).unwrap();
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(other_cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(other_key.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(
+            rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap),
+        );
+        let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (server, _client) = tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await?;
+                accept(tcp, Arc::new(server)).await
+            },
+            async {
+                let tcp = TcpStream::connect(addr).await?;
+                let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                    .connect(localhost(), tcp)
+                    .await?;
+                // TLS 1.3: the client learns of the refusal on its first read.
+                let mut b = [0u8; 1];
+                tls.read(&mut b).await
+            }
+        );
+        let e = server.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
     }
 }
