@@ -342,18 +342,16 @@ write_wsrelay_config() { # file port tls(true|false) [registry file, default $OU
 }
 write_wsrelay_config "$OUT/wsrelay-ws.toml" "$WSR_WS_PORT" false
 write_wsrelay_config "$OUT/wsrelay-wss.toml" "$WSR_WSS_PORT" true
-start_wsrelay_ws() {
-  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-ws.toml" >>"$OUT/logs/wsrelay-ws.log" 2>&1 &
-  WSR_WS_PID=$!
-  PIDS+=("$WSR_WS_PID")
-  wait_port "$WSR_WS_PORT" "$WSR_WS_PID" wsrelay-ws
+# One agent with one worker thread, from $OUT/NAME.toml; its PID goes into the variable PIDVAR.
+start_agent() { # name port pidvar
+  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/$1.toml" >>"$OUT/logs/$1.log" 2>&1 &
+  local pid=$!
+  printf -v "$3" '%s' "$pid"
+  PIDS+=("$pid")
+  wait_port "$2" "$pid" "$1"
 }
-start_wsrelay_wss() {
-  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-wss.toml" >>"$OUT/logs/wsrelay-wss.log" 2>&1 &
-  WSR_WSS_PID=$!
-  PIDS+=("$WSR_WSS_PID")
-  wait_port "$WSR_WSS_PORT" "$WSR_WSS_PID" wsrelay-wss
-}
+start_wsrelay_ws() { start_agent wsrelay-ws "$WSR_WS_PORT" WSR_WS_PID; }
+start_wsrelay_wss() { start_agent wsrelay-wss "$WSR_WSS_PORT" WSR_WSS_PID; }
 start_wsrelay_ws
 start_wsrelay_wss
 
@@ -376,12 +374,7 @@ start_echo_tls() {
   PIDS+=("$ECHO_TLS_PID")
   wait_port "$ECHO_TLS_PORT" "$ECHO_TLS_PID" echo-tls
 }
-start_wsrelay_wss_wss() {
-  TOKIO_WORKER_THREADS=1 "${PIN_RELAY[@]}" "$WSRELAY" --config "$OUT/wsrelay-wss-wss.toml" >>"$OUT/logs/wsrelay-wss-wss.log" 2>&1 &
-  WSR_WSS_WSS_PID=$!
-  PIDS+=("$WSR_WSS_WSS_PID")
-  wait_port "$WSR_WSS_WSS_PORT" "$WSR_WSS_WSS_PID" wsrelay-wss-wss
-}
+start_wsrelay_wss_wss() { start_agent wsrelay-wss-wss "$WSR_WSS_WSS_PORT" WSR_WSS_WSS_PID; }
 ECHO_TLS_PID=""
 WSR_WSS_WSS_PID=""
 if [[ $WSS_WSS == 1 ]]; then
