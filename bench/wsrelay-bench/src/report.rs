@@ -508,18 +508,30 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A figure's median for wsrelay over `scheme` (`ws`, `wss`) and for the best peer (nginx,
+/// HAProxy, Spring Cloud Gateway) with its name: the peer with the highest value when `higher`,
+/// else the lowest. `None` when either is missing.
+fn mine_and_best_peer(
+    get: &dyn Fn(&str, &str, &'static str) -> Option<f64>,
+    load: &str,
+    scheme: &str,
+    label: &'static str,
+    higher: bool,
+) -> Option<(f64, &'static str, f64)> {
+    let mine = get(load, &format!("wsrelay-{scheme}"), label)?;
+    let (peer, v) = ["nginx", "haproxy", "scg"]
+        .into_iter()
+        .filter_map(|p| get(load, &format!("{p}-{scheme}"), label).map(|v| (p, v)))
+        .reduce(|a, b| if (b.1 > a.1) == higher { b } else { a })?;
+    Some((mine, peer, v))
+}
+
 /// The targets, evaluated on the medians of this report.
 fn checks(g: &Grouped, runs: &[RunResult], baseline: &str, m: &Medians) -> Vec<String> {
     let mut out = Vec::new();
     let get = |load: &str, target: &str, label: &'static str| {
         m.get(&(load.to_string(), target.to_string(), label))
             .copied()
-    };
-    let best_peer = |load: &str, scheme: &str, label: &'static str, higher: bool| {
-        ["nginx", "haproxy", "scg"]
-            .iter()
-            .filter_map(|p| get(load, &format!("{p}-{scheme}"), label).map(|v| (*p, v)))
-            .reduce(|a, b| if (b.1 > a.1) == higher { b } else { a })
     };
     // Closed-loop 64 B.
     if let Some(load) = load_of(g, "closed") {
@@ -534,21 +546,14 @@ fn checks(g: &Grouped, runs: &[RunResult], baseline: &str, m: &Medians) -> Vec<S
             ));
         }
         for scheme in ["ws", "wss"] {
-            let me = format!("wsrelay-{scheme}");
-            if let (Some(w), Some((p, v))) = (
-                get(load, &me, "msgs/s"),
-                best_peer(load, scheme, "msgs/s", true),
-            ) {
+            if let Some((w, p, v)) = mine_and_best_peer(&get, load, scheme, "msgs/s", true) {
                 let r = w / v;
                 out.push(format!(
                     "- {load}: wsrelay {scheme} msgs/s ≥ 1.2× best peer ({p} {scheme}): {r:.2}× — {}",
                     verdict(r >= 1.2)
                 ));
             }
-            if let (Some(w), Some((p, v))) = (
-                get(load, &me, "p99 µs"),
-                best_peer(load, scheme, "p99 µs", false),
-            ) {
+            if let Some((w, p, v)) = mine_and_best_peer(&get, load, scheme, "p99 µs", false) {
                 out.push(format!(
                     "- {load}: wsrelay {scheme} p99 ≤ best peer's ({p} {scheme}, {} µs): {} µs — {}",
                     micros(v),
@@ -567,10 +572,7 @@ fn checks(g: &Grouped, runs: &[RunResult], baseline: &str, m: &Medians) -> Vec<S
                 verdict(r >= 0.8)
             ));
         }
-        if let (Some(w), Some((p, v))) = (
-            get(load, "wsrelay-wss", "MB/s"),
-            best_peer(load, "wss", "MB/s", true),
-        ) {
+        if let Some((w, p, v)) = mine_and_best_peer(&get, load, "wss", "MB/s", true) {
             let r = w / v;
             out.push(format!(
                 "- {load}: wsrelay wss MB/s ≥ 1.5× best peer ({p} wss): {r:.2}× — {}",
@@ -652,23 +654,12 @@ fn checks_18(
 ) -> Vec<String> {
     const CPU_MSG: &str = "target CPU µs per message";
     let mut out = Vec::new();
-    // The best peer of a scheme for a figure: the highest when `higher`, else the lowest.
-    let best_peer = |load: &str, scheme: &str, label: &'static str, higher: bool| {
-        ["nginx", "haproxy", "scg"]
-            .iter()
-            .filter_map(|p| get(load, &format!("{p}-{scheme}"), label).map(|v| (*p, v)))
-            .reduce(|a, b| if (b.1 > a.1) == higher { b } else { a })
-    };
     for load in [load_of(g, "closed"), load_of(g, "bound")]
         .into_iter()
         .flatten()
     {
         for scheme in ["ws", "wss"] {
-            let me = format!("wsrelay-{scheme}");
-            if let (Some(w), Some((p, v))) = (
-                get(load, &me, CPU_MSG),
-                best_peer(load, scheme, CPU_MSG, false),
-            ) {
+            if let Some((w, p, v)) = mine_and_best_peer(get, load, scheme, CPU_MSG, false) {
                 let r = w / v;
                 out.push(format!(
                     "- {load}: wsrelay {scheme} CPU per message ≤ 0.9× best peer's ({p} {scheme}, {v:.2} µs): {w:.2} µs, {r:.2}× — {}",
@@ -679,11 +670,7 @@ fn checks_18(
     }
     if let Some(load) = load_of(g, "bound") {
         for scheme in ["ws", "wss"] {
-            let me = format!("wsrelay-{scheme}");
-            if let (Some(w), Some((p, v))) = (
-                get(load, &me, "msgs/s"),
-                best_peer(load, scheme, "msgs/s", true),
-            ) {
+            if let Some((w, p, v)) = mine_and_best_peer(get, load, scheme, "msgs/s", true) {
                 let r = w / v;
                 out.push(format!(
                     "- {load}: wsrelay {scheme} relay-bound msgs/s ≥ 1.05× best peer ({p} {scheme}): {r:.2}× — {}",
@@ -710,11 +697,7 @@ fn checks_18(
     }
     if let Some(load) = load_of(g, "paced") {
         for scheme in ["ws", "wss"] {
-            let me = format!("wsrelay-{scheme}");
-            if let (Some(w), Some((p, v))) = (
-                get(load, &me, "p99 µs"),
-                best_peer(load, scheme, "p99 µs", false),
-            ) {
+            if let Some((w, p, v)) = mine_and_best_peer(get, load, scheme, "p99 µs", false) {
                 out.push(format!(
                     "- {load}: wsrelay {scheme} paced p99 ≤ best peer's ({p} {scheme}, {} µs): {} µs — {}",
                     micros(v),

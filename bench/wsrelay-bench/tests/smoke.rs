@@ -213,19 +213,7 @@ async fn wss_through_the_agent() {
     assert!(u64_of(&closed, "messages") > 0, "{closed}");
     assert_eq!(u64_of(&closed, "errors"), 0, "{closed}");
 
-    let mut args = base("hold");
-    args.extend(
-        [
-            "--sessions",
-            "10",
-            "--settle",
-            "50ms",
-            "--after-close",
-            "200ms",
-        ]
-        .map(String::from),
-    );
-    let (_, hold) = run(args).await;
+    let (_, hold) = run(hold_10(base("hold"))).await;
     assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
     agent.wait_sessions(0).await;
 }
@@ -245,19 +233,7 @@ async fn http2_through_the_agent() {
     assert_eq!(h2_sessions(), 3);
 
     // 10 sessions, 4 streams per connection: three HTTP/2 connections.
-    let mut args = base("hold");
-    args.extend(
-        [
-            "--sessions",
-            "10",
-            "--settle",
-            "50ms",
-            "--after-close",
-            "200ms",
-        ]
-        .map(String::from),
-    );
-    let (_, hold) = run(args).await;
+    let (_, hold) = run(hold_10(base("hold"))).await;
     assert_eq!(u64_of(&hold, "echoed"), 10, "{hold}");
     assert_eq!(h2_sessions(), 13);
     agent.wait_sessions(0).await;
@@ -278,4 +254,20 @@ async fn http2_through_the_agent() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs a wss:// URL"), "{err}");
+}
+
+/// `args` of a hold of 10 sessions, with short settle times.
+fn hold_10(mut args: Vec<String>) -> Vec<String> {
+    args.extend(
+        [
+            "--sessions",
+            "10",
+            "--settle",
+            "50ms",
+            "--after-close",
+            "200ms",
+        ]
+        .map(String::from),
+    );
+    args
 }
